@@ -1,0 +1,361 @@
+"""The mcps/sig signature block: sign a JSON-RPC message in its own ``_meta``, and authenticate one (SPEC.md §4–5).
+
+A signed message carries, in the member the protocol already forwards end to end,
+
+* requests and notifications: ``params._meta["mcps/sig"]``;
+* results: ``result._meta["mcps/sig"]``;
+* errors: ``error.data["mcps/sig"]`` (a non-object ``data`` is moved to ``error.data["mcps/data"]``),
+
+a block ``{v, alg, kid, aud, iat, exp, nonce, [irt], sig}``. The signature covers
+``"mcps.v1.message\\n" ‖ JCS(M')`` where ``M'`` is the whole message with the block present minus its ``sig``,
+and minus the hop-added members ``mcps/via`` and ``mcps/grant`` of the same container.
+
+This module is pure: no I/O, an explicit ``now``. :func:`authenticate` performs steps 3–8 of the verification
+order and returns an :class:`AuthenticatedMessage`; recording the nonce (step 9) is the job of
+:class:`mcps.verifier.MessageVerifier`, which is what applications use.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from mcps.core.canonical import canonicalize
+from mcps.core.encoding import b64u_decode, b64u_encode, is_b64u
+from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.keys import Algorithm, KeyId, PrivateKey, PublicKey
+
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "DEFAULT_SKEW",
+    "GRANT_KEY",
+    "MAX_LIFETIME",
+    "SIG_KEY",
+    "SIGNATURE_CONTEXT",
+    "VIA_KEY",
+    "AuthenticatedMessage",
+    "KeyResolver",
+    "MessageKind",
+    "PinnedKeys",
+    "SignatureBlock",
+    "authenticate",
+    "message_kind",
+    "request_binding",
+    "sign_message",
+    "signing_input",
+]
+
+SIGNATURE_CONTEXT: Final = b"mcps.v1.message\n"
+SIG_KEY: Final = "mcps/sig"
+VIA_KEY: Final = "mcps/via"
+GRANT_KEY: Final = "mcps/grant"
+ERROR_DATA_KEY: Final = "mcps/data"
+HOP_KEYS: Final = (VIA_KEY, GRANT_KEY)
+
+VERSION: Final = 1
+MAX_LIFETIME: Final = 300
+"""``exp − iat`` may not exceed this many seconds."""
+DEFAULT_LIFETIME: Final = 60
+DEFAULT_SKEW: Final = 30
+"""Clock skew a receiver allows on ``iat`` and ``exp``, in seconds."""
+
+NONCE_BYTES: Final = 16
+MAX_NONCE_BYTES: Final = 64
+MAX_AUDIENCE_LENGTH: Final = 2048
+_BLOCK_MEMBERS: Final = frozenset({"v", "alg", "kid", "aud", "iat", "exp", "nonce", "sig"})
+_BLOCK_MEMBERS_WITH_IRT: Final = _BLOCK_MEMBERS | {"irt"}
+
+
+class MessageKind(enum.StrEnum):
+    REQUEST = "request"
+    NOTIFICATION = "notification"
+    RESULT = "result"
+    ERROR = "error"
+
+    @property
+    def is_response(self) -> bool:
+        return self in (MessageKind.RESULT, MessageKind.ERROR)
+
+
+def _not_jsonrpc(detail: str) -> McpsError:
+    return McpsError(ErrorCode.NOT_JSONRPC, detail=detail)
+
+
+def _valid_id(value: object, *, allow_null: bool) -> bool:
+    if value is None:
+        return allow_null
+    return isinstance(value, str) or (type(value) is int)
+
+
+def message_kind(message: Mapping[str, Any]) -> MessageKind:
+    """Classify a JSON-RPC 2.0 message, or raise MCPS-025."""
+    if message.get("jsonrpc") != "2.0":
+        raise _not_jsonrpc("jsonrpc member is not '2.0'")
+    if "method" in message:
+        if not isinstance(message["method"], str) or "result" in message or "error" in message:
+            raise _not_jsonrpc("bad request shape")
+        if "params" in message and not isinstance(message["params"], dict):
+            raise _not_jsonrpc("params is not an object")
+        if "id" not in message:
+            return MessageKind.NOTIFICATION
+        if not _valid_id(message["id"], allow_null=False):
+            raise _not_jsonrpc("request id is not a string or an integer")
+        return MessageKind.REQUEST
+    if ("result" in message) == ("error" in message):
+        raise _not_jsonrpc("a response has exactly one of result and error")
+    if "result" in message:
+        if not isinstance(message["result"], dict) or not _valid_id(message.get("id"), allow_null=False):
+            raise _not_jsonrpc("bad result shape")
+        return MessageKind.RESULT
+    error = message["error"]
+    if (
+        not isinstance(error, dict)
+        or type(error.get("code")) is not int
+        or not isinstance(error.get("message"), str)
+        or "id" not in message
+        or not _valid_id(message["id"], allow_null=True)
+    ):
+        raise _not_jsonrpc("bad error shape")
+    return MessageKind.ERROR
+
+
+# --- where the block lives --------------------------------------------------------------------------------------
+
+
+def _container(message: Mapping[str, Any], kind: MessageKind) -> Any:
+    """The object that holds the block in a received message, or ``None`` when there is none."""
+    if kind is MessageKind.RESULT:
+        holder = message["result"].get("_meta")
+    elif kind is MessageKind.ERROR:
+        holder = message["error"].get("data")
+    else:
+        params = message.get("params")
+        holder = params.get("_meta") if isinstance(params, dict) else None
+    return holder if isinstance(holder, dict) else None
+
+
+def _copy_with_container(message: Mapping[str, Any], kind: MessageKind) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Shallow-copy ``message`` along the path to its block container; return (copy, container copy)."""
+    copy = dict(message)
+    if kind is MessageKind.ERROR:
+        error = dict(copy["error"])
+        data = error.get("data")
+        if data is None:
+            container: dict[str, Any] = {}
+        elif isinstance(data, dict):
+            container = dict(data)
+        else:
+            container = {ERROR_DATA_KEY: data}
+        error["data"] = container
+        copy["error"] = error
+        return copy, container
+    parent_key = "result" if kind is MessageKind.RESULT else "params"
+    parent = dict(copy.get(parent_key) or {})
+    meta = parent.get("_meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise _not_jsonrpc("_meta is not an object")
+    container = dict(meta or {})
+    parent["_meta"] = container
+    copy[parent_key] = parent
+    return copy, container
+
+
+def signing_input(message: Mapping[str, Any]) -> bytes:
+    """``"mcps.v1.message\\n" ‖ JCS(M')`` for a message that carries a block (its ``sig`` may be present)."""
+    kind = message_kind(message)
+    container = _container(message, kind)
+    if container is None or not isinstance(container.get(SIG_KEY), dict):
+        raise McpsError(ErrorCode.SIGNATURE_MISSING)
+    return _signing_input(message, kind)
+
+
+def _signing_input(message: Mapping[str, Any], kind: MessageKind) -> bytes:
+    stripped, container = _copy_with_container(message, kind)
+    for hop_key in HOP_KEYS:
+        container.pop(hop_key, None)
+    block = dict(container[SIG_KEY])
+    block.pop("sig", None)
+    container[SIG_KEY] = block
+    return SIGNATURE_CONTEXT + canonicalize(stripped)
+
+
+def request_binding(request_sig: str) -> str:
+    """The ``irt`` of a response: ``b64u(SHA-256(ascii(request's sig value)))``."""
+    return b64u_encode(hashlib.sha256(request_sig.encode("ascii")).digest())
+
+
+# --- signing ----------------------------------------------------------------------------------------------------
+
+
+def sign_message(
+    message: Mapping[str, Any],
+    key: PrivateKey,
+    *,
+    audience: str,
+    now: float,
+    in_reply_to: str | None = None,
+    lifetime: int = DEFAULT_LIFETIME,
+) -> dict[str, Any]:
+    """Return a signed copy of ``message`` (the input is not modified).
+
+    ``audience`` is the identity of the intended receiver. ``in_reply_to`` is the ``sig`` value of the request
+    a result or error answers; it is required for results. Any existing block is replaced.
+    """
+    kind = message_kind(message)
+    if not 0 < lifetime <= MAX_LIFETIME:
+        raise ValueError(f"lifetime must be in 1..{MAX_LIFETIME} seconds")
+    if not audience or len(audience) > MAX_AUDIENCE_LENGTH:
+        raise ValueError("audience must be a non-empty string of at most 2048 characters")
+    if kind is MessageKind.RESULT and in_reply_to is None:
+        raise ValueError("a result must be bound to its request: pass in_reply_to")
+    if in_reply_to is not None and not kind.is_response:
+        raise ValueError("in_reply_to is only for results and errors")
+    issued_at = int(now)
+    block: dict[str, Any] = {
+        "v": VERSION,
+        "alg": key.alg.value,
+        "kid": key.kid,
+        "aud": audience,
+        "iat": issued_at,
+        "exp": issued_at + lifetime,
+        "nonce": b64u_encode(os.urandom(NONCE_BYTES)),
+    }
+    if in_reply_to is not None:
+        block["irt"] = request_binding(in_reply_to)
+    signed, container = _copy_with_container(message, kind)
+    container[SIG_KEY] = block
+    if VIA_KEY in container or GRANT_KEY in container:
+        data = _signing_input(signed, kind)
+    else:  # fast path: nothing to strip, the block has no sig yet
+        data = SIGNATURE_CONTEXT + canonicalize(signed)
+    block["sig"] = b64u_encode(key.sign(data))
+    return signed
+
+
+# --- authenticating ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureBlock:
+    """A well-formed ``mcps/sig`` block (shape checked; nothing verified by construction alone)."""
+
+    alg: Algorithm
+    kid: KeyId
+    aud: str
+    iat: int
+    exp: int
+    nonce: str
+    sig: str
+    irt: str | None
+
+    @classmethod
+    def parse(cls, block: object) -> SignatureBlock:
+        """Check the block's shape (SPEC.md §4.2). MCPS-015 for another version, MCPS-027 for the rest."""
+        if not isinstance(block, dict):
+            raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="block is not an object")
+        version = block.get("v")
+        if type(version) is int and version != VERSION:
+            raise McpsError(ErrorCode.NO_COMMON_VERSION, detail=f"v={version}")
+        members = block.keys()
+        if not (members == _BLOCK_MEMBERS or members == _BLOCK_MEMBERS_WITH_IRT) or version != VERSION:
+            raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="missing, unknown or misspelt members")
+        iat, exp, aud = block["iat"], block["exp"], block["aud"]
+        if type(iat) is not int or type(exp) is not int:
+            raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="iat and exp must be integers")
+        if not isinstance(aud, str) or not 0 < len(aud) <= MAX_AUDIENCE_LENGTH:
+            raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="aud must be a non-empty string")
+        if not (
+            is_b64u(block["kid"], min_bytes=32, max_bytes=32)
+            and is_b64u(block["nonce"], min_bytes=NONCE_BYTES, max_bytes=MAX_NONCE_BYTES)
+            and is_b64u(block["sig"], min_bytes=64, max_bytes=64)
+            and (block.get("irt") is None or is_b64u(block["irt"], min_bytes=32, max_bytes=32))
+        ):
+            raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="kid, nonce, sig or irt badly encoded")
+        if "irt" in block and block["irt"] is None:
+            raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="irt is null")
+        try:
+            alg = Algorithm(block["alg"])
+        except ValueError as exc:
+            raise McpsError(ErrorCode.ALGORITHM_MISMATCH, "signature algorithm is not allowed") from exc
+        return cls(alg, KeyId(block["kid"]), aud, iat, exp, block["nonce"], block["sig"], block.get("irt"))
+
+
+class KeyResolver(Protocol):
+    """Finds the public key for a block's ``kid`` (a pinned key, or a passport chain). Raises MCPS-029."""
+
+    def resolve(self, kid: KeyId, message: Mapping[str, Any]) -> PublicKey: ...
+
+
+class PinnedKeys:
+    """A fixed set of trusted public keys, looked up by kid."""
+
+    def __init__(self, keys: Iterable[PublicKey]) -> None:
+        self._keys = {key.kid: key for key in keys}
+        if not self._keys:
+            raise ValueError("PinnedKeys needs at least one key")
+
+    def resolve(self, kid: KeyId, message: Mapping[str, Any]) -> PublicKey:
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise McpsError(ErrorCode.UNKNOWN_KEY) from None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedMessage:
+    """Signature, time window and audience verified; the nonce is **not yet** recorded (no replay check)."""
+
+    message: dict[str, Any]
+    kind: MessageKind
+    block: SignatureBlock
+    key: PublicKey
+
+
+def authenticate(
+    message: dict[str, Any],
+    *,
+    audience: str,
+    keys: KeyResolver,
+    now: float,
+    skew: int = DEFAULT_SKEW,
+    in_reply_to: str | None = None,
+) -> AuthenticatedMessage:
+    """Steps 3–8 of SPEC.md §5 on a strictly parsed message. Raises :class:`McpsError`; never returns a bool.
+
+    ``in_reply_to`` is the ``sig`` of the request this message answers; it is required for results and errors.
+    """
+    kind = message_kind(message)
+    # 3. Block shape (the version first, so another version is named as such).
+    container = _container(message, kind)
+    if container is None or SIG_KEY not in container:
+        raise McpsError(ErrorCode.SIGNATURE_MISSING)
+    block = SignatureBlock.parse(container[SIG_KEY])
+    if block.irt is not None and not kind.is_response:
+        raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="irt on a request or notification")
+    # 4. Time window: at most MAX_LIFETIME long, started no later than now + skew, not ended before now - skew.
+    if not 0 < block.exp - block.iat <= MAX_LIFETIME:
+        raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="exp - iat outside 1..300 s")
+    if block.iat > now + skew:
+        raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="issued in the future")
+    if block.exp < now - skew:
+        raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="expired")
+    # 5. Audience: addressed to this receiver, exactly.
+    if block.aud != audience:
+        raise McpsError(ErrorCode.AUDIENCE_MISMATCH)
+    # 6. Response binding: the block must name the request this answers.
+    if kind.is_response:
+        if in_reply_to is None:
+            raise McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail="no request to bind this response to")
+        if block.irt != request_binding(in_reply_to):
+            raise McpsError(ErrorCode.TRANSCRIPT_MISMATCH)
+    # 7. Key: resolved by kid; its algorithm must be the one the block names.
+    key = keys.resolve(block.kid, message)
+    if key.alg is not block.alg or key.kid != block.kid:
+        raise McpsError(ErrorCode.ALGORITHM_MISMATCH)
+    # 8. Signature over the canonical form, never over the bytes as received.
+    key.verify(b64u_decode(block.sig), _signing_input(message, kind))
+    return AuthenticatedMessage(message, kind, block, key)

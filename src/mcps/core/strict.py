@@ -1,0 +1,180 @@
+"""Strict, bounded parsing of one JSON-RPC message: I-JSON (RFC 7493) only, before anything else looks at it.
+
+CPython's ``json`` module (and pydantic, and so the MCP SDK) accept duplicate object keys and keep the last,
+so ``{"name":"safe","name":"rm_rf"}`` would reach a tool as ``rm_rf`` while a log or a policy that read the
+first saw ``safe``. They also accept ``NaN``/``Infinity``, lone surrogates and integers of any size. This
+module refuses all of those, each with its own code (SPEC.md §3):
+
+==========================  ===========  =========================================================
+defect                      code         checked
+==========================  ===========  =========================================================
+larger than ``max_bytes``   MCPS-018     before decoding (and by readers, while reading)
+not UTF-8 / not JSON        MCPS-019     while decoding
+duplicate key               MCPS-020     while decoding (``object_pairs_hook``)
+NaN, ±Infinity, overflow    MCPS-021     while decoding
+integer beyond ±(2^53−1)    MCPS-021     after decoding
+lone surrogate              MCPS-022     after decoding
+deeper than ``max_depth``   MCPS-023     after decoding (and by the recursion guard while decoding)
+top-level array (batch)     MCPS-024     after decoding
+top-level not an object     MCPS-025     after decoding
+==========================  ===========  =========================================================
+
+The after-decoding checks walk the value only when a cheap scan of the text says they could fail, so a typical
+message pays for one C-level decode and a few ``str`` scans.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Final
+
+from mcps.core.errors import ErrorCode, McpsError
+
+__all__ = ["DEFAULT_LIMITS", "Limits", "check_depth", "parse_message", "read_limited"]
+
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Input bounds. ``max_bytes`` defaults to 4 MiB, ``max_depth`` to 64 (objects and arrays)."""
+
+    max_bytes: int = 4 * 1024 * 1024
+    max_depth: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_depth < 1:
+            raise ValueError("limits must be positive")
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+_MAYBE_LARGE_INT: Final = re.compile(r"\d{16}")
+_MAYBE_SURROGATE: Final = re.compile(r"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+class _NonFiniteError(ValueError):
+    pass
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKeyError
+    return obj
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NonFiniteError
+    return number
+
+
+def _refuse_constant(_name: str) -> Any:
+    raise _NonFiniteError
+
+
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicates,
+    parse_float=_finite_float,
+    parse_constant=_refuse_constant,
+)
+
+
+def parse_message(raw: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Parse one JSON-RPC message strictly. Returns the top-level object or raises :class:`McpsError`."""
+    # 1. Size, before any decoding work.
+    if len(raw) > limits.max_bytes:
+        raise McpsError(ErrorCode.MESSAGE_TOO_LARGE, detail=f"{len(raw)} bytes > limit {limits.max_bytes}")
+    # 2. UTF-8, strictly (no BOM, no encoded surrogates, no overlongs).
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise McpsError(ErrorCode.MALFORMED_JSON, "message is not UTF-8", detail=str(exc.reason)) from exc
+    # 3. JSON, with duplicate keys and non-finite numbers refused by the decoder hooks.
+    try:
+        value = _DECODER.decode(text)
+    except _DuplicateKeyError as exc:
+        raise McpsError(ErrorCode.DUPLICATE_KEY) from exc
+    except _NonFiniteError as exc:
+        raise McpsError(ErrorCode.NUMBER_NOT_IJSON, detail="NaN, Infinity or float overflow") from exc
+    except RecursionError as exc:
+        raise McpsError(ErrorCode.TOO_DEEP, detail="nesting exceeds the decoder's recursion limit") from exc
+    except json.JSONDecodeError as exc:
+        raise McpsError(ErrorCode.MALFORMED_JSON, detail=f"{exc.msg} at offset {exc.pos}") from exc
+    # 4. Checks after decoding, each guarded by a cheap scan that cannot miss a defect.
+    if text.count("[") + text.count("{") > limits.max_depth:
+        check_depth(value, limits.max_depth)
+    if _MAYBE_LARGE_INT.search(text) is not None:
+        _check_integers(value)
+    if _MAYBE_SURROGATE.search(text) is not None:
+        _check_strings(value)
+    # 5. Shape: one object. Batches are refused by name.
+    if isinstance(value, list):
+        raise McpsError(ErrorCode.BATCH_REJECTED)
+    if not isinstance(value, dict):
+        raise McpsError(ErrorCode.NOT_JSONRPC, detail="top-level value is not an object")
+    return value
+
+
+def read_limited(stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Read a whole stream, refusing (MCPS-018) as soon as it exceeds ``limits.max_bytes``."""
+    data = stream.read(limits.max_bytes + 1)
+    if len(data) > limits.max_bytes:
+        raise McpsError(ErrorCode.MESSAGE_TOO_LARGE, detail=f"input exceeds {limits.max_bytes} bytes")
+    return bytes(data)
+
+
+def check_depth(value: Any, max_depth: int) -> None:
+    """Raise MCPS-023 when objects and arrays nest deeper than ``max_depth`` (a scalar has depth 0)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        depth += 1
+        if depth > max_depth:
+            raise McpsError(ErrorCode.TOO_DEEP, detail=f"depth exceeds {max_depth}")
+        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
+
+
+def _scalars(value: Any) -> Iterator[Any]:
+    """Every scalar in ``value``, object keys included."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield from node.keys()
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        else:
+            yield node
+
+
+def _check_integers(value: Any) -> None:
+    for scalar in _scalars(value):
+        if type(scalar) is int and not -MAX_SAFE_INTEGER <= scalar <= MAX_SAFE_INTEGER:
+            raise McpsError(ErrorCode.NUMBER_NOT_IJSON, detail="integer outside ±(2^53−1)")
+
+
+def _check_strings(value: Any) -> None:
+    for scalar in _scalars(value):
+        if isinstance(scalar, str):
+            try:
+                scalar.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise McpsError(ErrorCode.INVALID_STRING, detail="lone surrogate") from exc

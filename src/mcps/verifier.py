@@ -1,0 +1,135 @@
+"""The recipes applications use: :class:`MessageSigner` and :class:`MessageVerifier`.
+
+``MessageVerifier.verify`` runs the whole verification order of SPEC.md §5 — size, strict parse, block shape,
+time window, audience, response binding, key, signature, and only then the nonce — and returns a
+:class:`VerifiedMessage` or raises :class:`~mcps.core.errors.McpsError`. It has no permissive defaults: the
+caller chooses the audience, the trusted keys and the nonce store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mcps.core.envelope import (
+    DEFAULT_LIFETIME,
+    DEFAULT_SKEW,
+    AuthenticatedMessage,
+    KeyResolver,
+    MessageKind,
+    SignatureBlock,
+    authenticate,
+    sign_message,
+)
+from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.keys import KeyId, PrivateKey, PublicKey
+from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
+from mcps.stores.nonces import NonceStore
+
+__all__ = ["MessageSigner", "MessageVerifier", "VerifiedMessage"]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedMessage:
+    """A message whose signature, window, audience, binding and freshness (nonce) have all been verified."""
+
+    message: dict[str, Any]
+    kind: MessageKind
+    block: SignatureBlock
+    key: PublicKey
+
+    @property
+    def kid(self) -> KeyId:
+        return self.block.kid
+
+    @property
+    def sig(self) -> str:
+        """The signature value: what a response to this message must be bound to (``in_reply_to``)."""
+        return self.block.sig
+
+    @property
+    def method(self) -> str | None:
+        method = self.message.get("method")
+        return method if isinstance(method, str) else None
+
+    @property
+    def id(self) -> str | int | None:
+        value = self.message.get("id")
+        return value if isinstance(value, str | int) else None
+
+
+class MessageSigner:
+    """Signs messages with one private key. ``clock`` is injectable; ``lifetime`` is ``exp − iat`` (≤ 300 s)."""
+
+    def __init__(self, key: PrivateKey, *, lifetime: int = DEFAULT_LIFETIME, clock: Clock = time.time) -> None:
+        self.key = key
+        self._lifetime = lifetime
+        self._clock = clock
+
+    def sign(
+        self,
+        message: Mapping[str, Any],
+        *,
+        audience: str,
+        in_reply_to: str | None = None,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        return sign_message(
+            message,
+            self.key,
+            audience=audience,
+            in_reply_to=in_reply_to,
+            now=self._clock() if now is None else now,
+            lifetime=self._lifetime,
+        )
+
+
+class MessageVerifier:
+    """Verifies messages addressed to ``audience`` from signers that ``keys`` trusts.
+
+    Every argument that decides security is required. ``max_skew`` is the clock skew allowed on ``iat`` and
+    ``exp``; nonces are held until ``exp + max_skew``.
+    """
+
+    def __init__(
+        self,
+        *,
+        audience: str,
+        keys: KeyResolver,
+        nonces: NonceStore,
+        limits: Limits = DEFAULT_LIMITS,
+        max_skew: int = DEFAULT_SKEW,
+        clock: Clock = time.time,
+    ) -> None:
+        if not 0 <= max_skew <= 300:
+            raise ValueError("max_skew must be within 0..300 seconds")
+        self.audience = audience
+        self._keys = keys
+        self._nonces = nonces
+        self._limits = limits
+        self._skew = max_skew
+        self._clock = clock
+
+    async def verify(
+        self, raw: bytes, *, in_reply_to: str | None = None, now: float | None = None
+    ) -> VerifiedMessage:
+        """Verify a message as received (bytes). Steps 1–2 (size, strict parse) then :meth:`verify_parsed`."""
+        return await self.verify_parsed(parse_message(raw, self._limits), in_reply_to=in_reply_to, now=now)
+
+    async def verify_parsed(
+        self, message: dict[str, Any], *, in_reply_to: str | None = None, now: float | None = None
+    ) -> VerifiedMessage:
+        """Verify a message already parsed by :func:`mcps.core.strict.parse_message` (steps 3–9)."""
+        at = self._clock() if now is None else now
+        checked: AuthenticatedMessage = authenticate(
+            message, audience=self.audience, keys=self._keys, now=at, skew=self._skew, in_reply_to=in_reply_to
+        )
+        # 9. Freshness, recorded only now that the signature is known good.
+        block = checked.block
+        if not await self._nonces.claim(block.kid, block.nonce, expires_at=block.exp + self._skew, now=at):
+            raise McpsError(ErrorCode.REPLAY)
+        return VerifiedMessage(checked.message, checked.kind, block, checked.key)
