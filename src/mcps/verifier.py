@@ -114,9 +114,7 @@ class MessageVerifier:
         self._skew = max_skew
         self._clock = clock
 
-    async def verify(
-        self, raw: bytes, *, in_reply_to: str | None = None, now: float | None = None
-    ) -> VerifiedMessage:
+    async def verify(self, raw: bytes, *, in_reply_to: str | None = None, now: float | None = None) -> VerifiedMessage:
         """Verify a message as received (bytes). Steps 1–2 (size, strict parse) then :meth:`verify_parsed`."""
         return await self.verify_parsed(parse_message(raw, self._limits), in_reply_to=in_reply_to, now=now)
 

@@ -37,7 +37,7 @@ def _refuse_type(value: object) -> object:
 
 def _make_fast_encoder() -> Callable[[Any, int], list[str]] | None:
     try:
-        from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+        from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]  # noqa: PLC0415
     except ImportError:  # pragma: no cover - CPython always has the C accelerator
         return None
     if c_make_encoder is None:  # pragma: no cover

@@ -34,8 +34,8 @@ __all__ = [
     "DEFAULT_SKEW",
     "GRANT_KEY",
     "MAX_LIFETIME",
-    "SIG_KEY",
     "SIGNATURE_CONTEXT",
+    "SIG_KEY",
     "VIA_KEY",
     "AuthenticatedMessage",
     "KeyResolver",
@@ -261,7 +261,7 @@ class SignatureBlock:
         if type(version) is int and version != VERSION:
             raise McpsError(ErrorCode.NO_COMMON_VERSION, detail=f"v={version}")
         members = block.keys()
-        if not (members == _BLOCK_MEMBERS or members == _BLOCK_MEMBERS_WITH_IRT) or version != VERSION:
+        if members not in (_BLOCK_MEMBERS, _BLOCK_MEMBERS_WITH_IRT) or version != VERSION:
             raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="missing, unknown or misspelt members")
         iat, exp, aud = block["iat"], block["exp"], block["aud"]
         if type(iat) is not int or type(exp) is not int:

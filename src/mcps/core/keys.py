@@ -111,8 +111,8 @@ class PublicKey:
                 raw = b64u_decode(jwk["x"])
                 if len(raw) != 32:
                     raise ValueError("Ed25519 x must be 32 bytes")
-                key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey = (
-                    ed25519.Ed25519PublicKey.from_public_bytes(raw)
+                key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey = ed25519.Ed25519PublicKey.from_public_bytes(
+                    raw
                 )
             elif jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
                 x, y = b64u_decode(jwk["x"]), b64u_decode(jwk["y"])
