@@ -126,8 +126,9 @@ class MessageVerifier:
         checked: AuthenticatedMessage = authenticate(
             message, audience=self.audience, keys=self._keys, now=at, skew=self._skew, in_reply_to=in_reply_to
         )
-        # 9. Freshness, recorded only now that the signature is known good.
+        # 9. Freshness, recorded only now that the signature is known good. The window accepts now == exp + skew
+        # and a store forgets an entry once now >= expires_at, so hold it one second longer than that.
         block = checked.block
-        if not await self._nonces.claim(block.kid, block.nonce, expires_at=block.exp + self._skew, now=at):
+        if not await self._nonces.claim(block.kid, block.nonce, expires_at=block.exp + self._skew + 1, now=at):
             raise McpsError(ErrorCode.REPLAY)
         return VerifiedMessage(checked.message, checked.kind, block, checked.key)

@@ -1,19 +1,21 @@
 """RFC 8785 JSON Canonicalization Scheme (JCS), with a fast path proven byte-identical to the reference.
 
-The reference is the ``rfc8785`` package. For the common MCP message (string keys in the Basic Multilingual
-Plane, integers below 2^53, no floating point numbers) JCS output equals what CPython's C JSON encoder writes
-with sorted keys, compact separators and ``ensure_ascii=False``: both escape exactly ``"``, ``\\`` and the
-C0 controls, with the same short forms and lowercase ``\\u00xx``. The fast path produces that text and then
-checks it for anything that could differ:
+The reference is the ``rfc8785`` package. For a value whose numbers are all integers within ±(2^53−1), whose keys
+are all ``str``, and whose text has no character above U+FFFF, JCS output equals what CPython's C JSON encoder
+writes with sorted keys, compact separators and ``ensure_ascii=False``: both escape exactly ``"``, ``\\`` and
+the C0 controls, with the same short forms and lowercase ``\\u00xx``. So :func:`canonicalize` first walks the
+value's types (about 2 µs for a 1 KiB message) and takes the C encoder when
 
-* a digit followed by ``.``, ``e`` or ``E`` (how CPython writes every finite float) — ES6 number formatting
-  differs (``100.0`` → ``100``, ``1e-07`` → ``1e-7``);
-* sixteen digits in a row — an integer that may be outside ±(2^53−1), which JCS refuses;
-* a character above U+FFFF — JCS sorts keys by UTF-16 code units, CPython by code points;
+* there is no ``float`` — CPython and ES6 format some floats differently (``100.0`` → ``100``,
+  ``1e-07`` → ``1e-7``),
+* every ``int`` is within ±(2^53−1) — JCS refuses the others,
+* every key is a ``str`` and every value a plain JSON type (``dict``, ``list``, ``str``, ``int``, ``bool``,
+  ``None``; subclasses and tuples take the reference path),
 
-and hands anything suspicious to the reference implementation. The check is conservative (a string such as
-``"v1.2"`` takes the slow path), never lenient. ``tests/unit/test_canonical.py`` proves the paths identical on
-the RFC 8785 vectors and on hypothesis-generated values.
+and, once the text is written, it contains no character above U+FFFF (JCS sorts keys by UTF-16 code units,
+CPython by code points; checked only when the text is not ASCII). Anything else goes to the reference.
+``tests/unit/test_canonical.py`` proves the two paths identical on the RFC 8785 vectors and on
+hypothesis-generated values.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from mcps.core.errors import ErrorCode, McpsError
 
 __all__ = ["canonicalize", "canonicalize_reference"]
 
-_SLOW_PATH_HINT: Final = re.compile(r"\d[.eE]|\d{16}|[\U00010000-\U0010FFFF]")
+_MAX_SAFE_INTEGER: Final = 2**53 - 1
+_ASTRAL: Final = re.compile(r"[\U00010000-\U0010FFFF]")
 
 
 def _refuse_type(value: object) -> object:
@@ -58,24 +61,39 @@ def canonicalize(value: Any) -> bytes:
     Object keys must be ``str``. Errors: ``MCPS-021`` (NaN, infinity, integer outside ±(2^53−1)),
     ``MCPS-022`` (lone surrogate), ``MCPS-023`` (cyclic or absurdly deep), ``MCPS-019`` (not a JSON value).
     """
-    if _FAST_ENCODER is not None:
+    if _FAST_ENCODER is not None and _plain(value):
         try:
             text = "".join(_FAST_ENCODER(value, 0))
-        except ValueError as exc:  # allow_nan=False
-            raise McpsError(ErrorCode.NUMBER_NOT_IJSON, detail="NaN or infinity") from exc
         except RecursionError as exc:
             raise McpsError(ErrorCode.TOO_DEEP, detail="value is cyclic or nested too deeply") from exc
-        except TypeError as exc:
-            raise McpsError(ErrorCode.MALFORMED_JSON, "value is not JSON", detail=str(exc)) from exc
         if text.isascii():
-            if _SLOW_PATH_HINT.search(text) is None:
-                return text.encode("ascii")
-        elif _SLOW_PATH_HINT.search(text) is None:
+            return text.encode("ascii")
+        if _ASTRAL.search(text) is None:
             try:
                 return text.encode("utf-8")
             except UnicodeEncodeError as exc:
                 raise McpsError(ErrorCode.INVALID_STRING, detail="lone surrogate") from exc
     return canonicalize_reference(value)
+
+
+def _plain(value: Any) -> bool:
+    """True when ``value`` holds only str-keyed dicts, lists, str, bool, None and safe ints (no float)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is str or kind is bool or node is None:
+            continue
+        if kind is dict:
+            for key in node:
+                if type(key) is not str:
+                    return False
+            stack.extend(node.values())
+        elif kind is list:
+            stack.extend(node)
+        elif kind is not int or not -_MAX_SAFE_INTEGER <= node <= _MAX_SAFE_INTEGER:
+            return False
+    return True
 
 
 def canonicalize_reference(value: Any) -> bytes:
@@ -90,5 +108,7 @@ def canonicalize_reference(value: Any) -> bytes:
         raise McpsError(ErrorCode.MALFORMED_JSON, "value is not JSON", detail=str(exc)) from exc
     except RecursionError as exc:
         raise McpsError(ErrorCode.TOO_DEEP, detail="value is cyclic or nested too deeply") from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate in an object key (sorted by UTF-16 code units)
+        raise McpsError(ErrorCode.INVALID_STRING, detail="lone surrogate") from exc
     except (TypeError, ValueError) as exc:
         raise McpsError(ErrorCode.MALFORMED_JSON, "value is not JSON", detail=str(exc)) from exc

@@ -20,12 +20,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from mcps.core.canonical import canonicalize
-from mcps.core.encoding import b64u_decode, b64u_encode, is_b64u
+from mcps.core.encoding import b64u_decode, b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import Algorithm, KeyId, PrivateKey, PublicKey
 
@@ -65,7 +66,16 @@ DEFAULT_SKEW: Final = 30
 
 NONCE_BYTES: Final = 16
 MAX_NONCE_BYTES: Final = 64
+_NONCE_CHARS: Final = range((4 * NONCE_BYTES + 2) // 3, (4 * MAX_NONCE_BYTES + 2) // 3 + 1)  # b64u lengths
 MAX_AUDIENCE_LENGTH: Final = 2048
+# Canonical unpadded base64url of exactly 32 and 64 bytes: the unused low bits of the last character are zero.
+_B64U_32_BYTES: Final = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+_B64U_64_BYTES: Final = re.compile(r"[A-Za-z0-9_-]{85}[AQgw]")
+# Canonical unpadded base64url of any length: a last group of 2 or 3 characters has zero unused low bits.
+_B64U_CANONICAL: Final = re.compile(
+    r"(?:[A-Za-z0-9_-]{4})*+"  # whole groups, then an optional last group of 2 or 3 characters
+    r"(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?"
+)
 _BLOCK_MEMBERS: Final = frozenset({"v", "alg", "kid", "aud", "iat", "exp", "nonce", "sig"})
 _BLOCK_MEMBERS_WITH_IRT: Final = _BLOCK_MEMBERS | {"irt"}
 
@@ -261,22 +271,25 @@ class SignatureBlock:
         if type(version) is int and version != VERSION:
             raise McpsError(ErrorCode.NO_COMMON_VERSION, detail=f"v={version}")
         members = block.keys()
-        if members not in (_BLOCK_MEMBERS, _BLOCK_MEMBERS_WITH_IRT) or version != VERSION:
+        if members not in (_BLOCK_MEMBERS, _BLOCK_MEMBERS_WITH_IRT) or type(version) is not int or version != VERSION:
             raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="missing, unknown or misspelt members")
         iat, exp, aud = block["iat"], block["exp"], block["aud"]
         if type(iat) is not int or type(exp) is not int:
             raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="iat and exp must be integers")
         if not isinstance(aud, str) or not 0 < len(aud) <= MAX_AUDIENCE_LENGTH:
             raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="aud must be a non-empty string")
+        kid, sig, irt = block["kid"], block["sig"], block.get("irt")
         if not (
-            is_b64u(block["kid"], min_bytes=32, max_bytes=32)
-            and is_b64u(block["nonce"], min_bytes=NONCE_BYTES, max_bytes=MAX_NONCE_BYTES)
-            and is_b64u(block["sig"], min_bytes=64, max_bytes=64)
-            and (block.get("irt") is None or is_b64u(block["irt"], min_bytes=32, max_bytes=32))
+            isinstance(kid, str)
+            and _B64U_32_BYTES.fullmatch(kid)
+            and isinstance(sig, str)
+            and _B64U_64_BYTES.fullmatch(sig)
+            and ((irt is None and "irt" not in block) or (isinstance(irt, str) and _B64U_32_BYTES.fullmatch(irt)))
+            and isinstance(nonce := block["nonce"], str)
+            and len(nonce) in _NONCE_CHARS
+            and _B64U_CANONICAL.fullmatch(nonce)
         ):
             raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="kid, nonce, sig or irt badly encoded")
-        if "irt" in block and block["irt"] is None:
-            raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="irt is null")
         try:
             alg = Algorithm(block["alg"])
         except ValueError as exc:

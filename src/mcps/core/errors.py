@@ -51,6 +51,9 @@ class ErrorCode(enum.Enum):
     ALGORITHM_MISMATCH = 28
     UNKNOWN_KEY = 29
     STORE_UNAVAILABLE = 30
+    GRANT_REPLAYED = 31
+    GRANT_MISMATCH = 32
+    AUDIT_INVALID = 33
 
     @property
     def mcps(self) -> str:
@@ -106,6 +109,9 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.ALGORITHM_MISMATCH: "signature algorithm is not allowed for this key",
     ErrorCode.UNKNOWN_KEY: "signing key is not trusted",
     ErrorCode.STORE_UNAVAILABLE: "security state store is unavailable",
+    ErrorCode.GRANT_REPLAYED: "grant was already used",
+    ErrorCode.GRANT_MISMATCH: "grant does not match this call",
+    ErrorCode.AUDIT_INVALID: "audit log or audit evidence does not verify",
 }
 
 

@@ -12,7 +12,7 @@ larger than ``max_bytes``   MCPS-018     before decoding (and by readers, while 
 not UTF-8 / not JSON        MCPS-019     while decoding
 duplicate key               MCPS-020     while decoding (``object_pairs_hook``)
 NaN, ±Infinity, overflow    MCPS-021     while decoding
-integer beyond ±(2^53−1)    MCPS-021     after decoding
+integer beyond ±(2^53−1)    MCPS-021     while decoding
 lone surrogate              MCPS-022     after decoding
 deeper than ``max_depth``   MCPS-023     after decoding (and by the recursion guard while decoding)
 top-level array (batch)     MCPS-024     after decoding
@@ -53,7 +53,6 @@ class Limits:
 
 DEFAULT_LIMITS: Final = Limits()
 
-_MAYBE_LARGE_INT: Final = re.compile(r"\d{16}")
 _MAYBE_SURROGATE: Final = re.compile(r"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 
 
@@ -79,6 +78,15 @@ def _finite_float(text: str) -> float:
     return number
 
 
+def _safe_integer(text: str) -> int:
+    if len(text) > 17:  # "-9007199254740991" is the longest safe integer; JSON has no leading zeros
+        raise _NonFiniteError
+    number = int(text)
+    if not -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
+        raise _NonFiniteError
+    return number
+
+
 def _refuse_constant(_name: str) -> Any:
     raise _NonFiniteError
 
@@ -86,6 +94,7 @@ def _refuse_constant(_name: str) -> Any:
 _DECODER: Final = json.JSONDecoder(
     object_pairs_hook=_object_without_duplicates,
     parse_float=_finite_float,
+    parse_int=_safe_integer,
     parse_constant=_refuse_constant,
 )
 
@@ -106,17 +115,17 @@ def parse_message(raw: bytes | bytearray | memoryview, limits: Limits = DEFAULT_
     except _DuplicateKeyError as exc:
         raise McpsError(ErrorCode.DUPLICATE_KEY) from exc
     except _NonFiniteError as exc:
-        raise McpsError(ErrorCode.NUMBER_NOT_IJSON, detail="NaN, Infinity or float overflow") from exc
+        raise McpsError(ErrorCode.NUMBER_NOT_IJSON, detail="NaN, Infinity, float overflow or unsafe integer") from exc
     except RecursionError as exc:
         raise McpsError(ErrorCode.TOO_DEEP, detail="nesting exceeds the decoder's recursion limit") from exc
     except json.JSONDecodeError as exc:
         raise McpsError(ErrorCode.MALFORMED_JSON, detail=f"{exc.msg} at offset {exc.pos}") from exc
+    except ValueError as exc:  # int() refuses more than sys.get_int_max_str_digits() digits
+        raise McpsError(ErrorCode.NUMBER_NOT_IJSON, detail="integer literal too long") from exc
     # 4. Checks after decoding, each guarded by a cheap scan that cannot miss a defect.
     if text.count("[") + text.count("{") > limits.max_depth:
         check_depth(value, limits.max_depth)
-    if _MAYBE_LARGE_INT.search(text) is not None:
-        _check_integers(value)
-    if _MAYBE_SURROGATE.search(text) is not None:
+    if "\\u" in text and _MAYBE_SURROGATE.search(text) is not None:
         _check_strings(value)
     # 5. Shape: one object. Batches are refused by name.
     if isinstance(value, list):
@@ -136,19 +145,17 @@ def read_limited(stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> bytes:
 
 def check_depth(value: Any, max_depth: int) -> None:
     """Raise MCPS-023 when objects and arrays nest deeper than ``max_depth`` (a scalar has depth 0)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:  # one pass per nesting level, visiting only containers
         depth += 1
         if depth > max_depth:
             raise McpsError(ErrorCode.TOO_DEEP, detail=f"depth exceeds {max_depth}")
-        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if isinstance(node, dict) else node
+            below.extend([child for child in children if isinstance(child, dict | list)])
+        level = below
 
 
 def _scalars(value: Any) -> Iterator[Any]:
@@ -163,12 +170,6 @@ def _scalars(value: Any) -> Iterator[Any]:
             stack.extend(node)
         else:
             yield node
-
-
-def _check_integers(value: Any) -> None:
-    for scalar in _scalars(value):
-        if type(scalar) is int and not -MAX_SAFE_INTEGER <= scalar <= MAX_SAFE_INTEGER:
-            raise McpsError(ErrorCode.NUMBER_NOT_IJSON, detail="integer outside ±(2^53−1)")
 
 
 def _check_strings(value: Any) -> None:
