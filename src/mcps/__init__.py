@@ -14,6 +14,8 @@ from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import Algorithm, KeyId, PrivateKey, PublicKey
 from mcps.core.strict import Limits, parse_message
 from mcps.stores.nonces import MemoryNonceStore, NonceStore
+from mcps.stores.redis_nonces import RedisNonceStore
+from mcps.stores.sqlite_nonces import SqliteNonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "PinnedKeys",
     "PrivateKey",
     "PublicKey",
+    "RedisNonceStore",
+    "SqliteNonceStore",
     "VerifiedMessage",
     "canonicalize",
     "parse_message",

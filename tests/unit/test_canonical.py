@@ -70,17 +70,13 @@ FLOATS = st.one_of(
 SCALARS = st.one_of(st.none(), st.booleans(), INTEGERS, FLOATS, STRINGS)
 IJSON_VALUES = st.recursive(
     SCALARS,
-    lambda children: st.one_of(
-        st.lists(children, max_size=5), st.dictionaries(STRINGS, children, max_size=5)
-    ),
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(STRINGS, children, max_size=5)),
     max_leaves=25,
 )
 # Values with no float: the ones the fast path may answer itself.
 IJSON_WITHOUT_FLOATS = st.recursive(
     st.one_of(st.none(), st.booleans(), INTEGERS, STRINGS),
-    lambda children: st.one_of(
-        st.lists(children, max_size=5), st.dictionaries(STRINGS, children, max_size=5)
-    ),
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(STRINGS, children, max_size=5)),
     max_leaves=25,
 )
 
@@ -155,15 +151,12 @@ _WRAPPERS: list[tuple[str, Callable[[Any], Any]]] = [
 
 
 @pytest.mark.parametrize("canon", BOTH_PATHS, ids=["fast", "reference"])
-@pytest.mark.parametrize(("wrap_name", "wrap"), _WRAPPERS, ids=[name for name, _ in _WRAPPERS])
-@pytest.mark.parametrize(("bad_name", "bad", "code"), _BAD_VALUES, ids=[name for name, _, _ in _BAD_VALUES])
+@pytest.mark.parametrize("wrap", [wrap for _, wrap in _WRAPPERS], ids=[name for name, _ in _WRAPPERS])
+@pytest.mark.parametrize(
+    ("bad", "code"), [(bad, code) for _, bad, code in _BAD_VALUES], ids=[n for n, _, _ in _BAD_VALUES]
+)
 def test_both_paths_refuse_with_the_same_code(
-    canon: Callable[[Any], bytes],
-    wrap_name: str,
-    wrap: Callable[[Any], Any],
-    bad_name: str,
-    bad: Any,
-    code: ErrorCode,
+    canon: Callable[[Any], bytes], wrap: Callable[[Any], Any], bad: Any, code: ErrorCode
 ) -> None:
     with pytest.raises(McpsError) as caught:
         canon(wrap(bad))

@@ -21,18 +21,21 @@ from mcps.core.envelope import (
     MessageKind,
     PinnedKeys,
     authenticate,
+    message_kind,
     request_binding,
     sign_message,
     signing_input,
 )
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PrivateKey
+from mcps.core.strict import Limits
 from mcps.stores.nonces import MemoryNonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
 AUD = "https://tools.example/mcp"
 NOW = 1_763_683_200
 SKEW = 30
+_B64U = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 MARKER = "MARKER-q7Zx"  # planted in inputs; must never appear in a refusal's message
 
 REQUEST: dict[str, Any] = {
@@ -66,7 +69,11 @@ ERROR_STRING_DATA: dict[str, Any] = {
     "error": {"code": -32603, "message": "Internal error", "data": "database unavailable"},
 }
 ERROR_NO_DATA: dict[str, Any] = {"jsonrpc": "2.0", "id": "req-1", "error": {"code": -32601, "message": "nope"}}
-ERROR_NULL_DATA: dict[str, Any] = {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "x", "data": None}}
+ERROR_NULL_DATA: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": None,
+    "error": {"code": -32700, "message": "x", "data": None},
+}
 REQUEST_WITHOUT_PARAMS: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 
 MESSAGES: dict[str, dict[str, Any]] = {
@@ -128,12 +135,10 @@ def wire(message: dict[str, Any]) -> bytes:
 
 def sign(message: dict[str, Any], key: PrivateKey, request_sig: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Sign with the signer recipe; responses are bound to ``request_sig``."""
-    in_reply_to = request_sig if KINDS.get(_name_of(message), None) in (MessageKind.RESULT, MessageKind.ERROR) else None
-    return MessageSigner(key, clock=lambda: NOW).sign(message, audience=AUD, in_reply_to=in_reply_to, **kwargs)
-
-
-def _name_of(message: dict[str, Any]) -> str:
-    return next(name for name, value in MESSAGES.items() if value is message)
+    in_reply_to = request_sig if message_kind(message).is_response else None
+    signer = MessageSigner(key, clock=lambda: NOW)
+    # A deep copy: the signed copy shares unchanged sub-objects (e.g. params.arguments) with its input.
+    return copy.deepcopy(signer.sign(message, audience=AUD, in_reply_to=in_reply_to, **kwargs))
 
 
 def container(message: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +250,9 @@ def test_authenticate_every_kind(key: PrivateKey, request_sig: str) -> None:
     keys = PinnedKeys([key.public_key])
     for name, message in MESSAGES.items():
         in_reply_to = request_sig if KINDS[name].is_response else None
-        checked = authenticate(sign(message, key, request_sig), audience=AUD, keys=keys, now=NOW, in_reply_to=in_reply_to)
+        checked = authenticate(
+            sign(message, key, request_sig), audience=AUD, keys=keys, now=NOW, in_reply_to=in_reply_to
+        )
         assert checked.kind is KINDS[name]
 
 
@@ -325,7 +332,9 @@ REQUEST_TAMPERS: dict[str, Tamper] = {
     "param-added": _set(("params", "arguments", "extra"), True),
     "param-removed": _delete(("params", "arguments", "list")),
     "tool-name": _set(("params", "name"), "exec"),
-    "meta-traceparent": _set(("params", "_meta", "traceparent"), "00-ffffffffffffffffffffffffffffffff-b7ad6b7169203331-01"),
+    "meta-traceparent": _set(
+        ("params", "_meta", "traceparent"), "00-ffffffffffffffffffffffffffffffff-b7ad6b7169203331-01"
+    ),
     "meta-key-removed": _delete(("params", "_meta", "progressToken")),
     "meta-key-added": _set(("params", "_meta", "io.modelcontextprotocol/related-task"), {"taskId": "1"}),
     "id": _set(("id",), 8),
@@ -441,10 +450,9 @@ RESERIALIZATIONS: dict[str, Callable[[dict[str, Any]], bytes]] = {
     "integer-100": lambda m: json.dumps(m).replace('"n": 100.0', '"n": 100').encode(),
     "float-10000e-2": lambda m: json.dumps(m).replace('"n": 100.0', '"n": 10000e-2').encode(),
     "escaped-ascii-letters": lambda m: json.dumps(m).replace('"echo"', '"\\u0065\\u0063ho"').encode(),
-    "escaped-slash-and-astral-pair": lambda m: json.dumps(m)
-    .replace("tools/call", "tools\\/call")
-    .replace("\\ud83d\\ude00", "\\uD83D\\uDE00")
-    .encode(),
+    "escaped-slash-and-astral-pair": lambda m: (
+        json.dumps(m).replace("tools/call", "tools\\/call").replace("\\ud83d\\ude00", "\\uD83D\\uDE00").encode()
+    ),
     "crlf-whitespace": lambda m: json.dumps(m, indent="\t").replace("\n", "\r\n").encode(),
 }
 
@@ -607,7 +615,7 @@ async def test_malformed_block_member_is_refused(ed_key: PrivateKey, member: str
 @pytest.mark.parametrize(
     "bad_sig",
     [
-        pytest.param(lambda sig: sig[:-1] + ("B" if sig[-1] == "A" else "A"), id="nonzero-trailing-bits"),
+        pytest.param(lambda sig: sig[:-1] + _B64U[_B64U.index(sig[-1]) ^ 1], id="nonzero-trailing-bits"),
         pytest.param(lambda sig: sig + "==", id="padded"),
         pytest.param(lambda sig: sig.replace(sig[0], "+", 1), id="standard-alphabet"),
         pytest.param(lambda sig: sig[:-2], id="63-bytes"),
@@ -785,33 +793,32 @@ def _marked_request() -> dict[str, Any]:
     return message
 
 
-def _with_marker(name: str, key: PrivateKey) -> tuple[bytes, str | None]:
+def _with_marker(name: str, key: PrivateKey) -> bytes:
     """A message that fails in one named way, with MARKER in as many places as that failure allows."""
     signed = sign_message(_marked_request(), key, audience=AUD, now=NOW)
-    raw_by_name: dict[str, Callable[[], bytes]] = {
-        "bad-signature": lambda: wire({**signed, "id": MARKER}),
-        "wrong-aud": lambda: wire(sign_message(_marked_request(), key, audience=MARKER, now=NOW)),
-        "expired": lambda: wire(sign_message(_marked_request(), key, audience=AUD, now=NOW - 1000)),
-        "unknown-v": lambda: wire(resign(signed, key, v=2)),
-        "unknown-member": lambda: wire(resign(signed, key, **{MARKER: MARKER})),
-        "bad-alg": lambda: wire(resign(signed, key, alg=MARKER)),
-        "bad-kid": lambda: wire(resign(signed, key, kid=MARKER)),
-        "bad-aud-type": lambda: wire(resign(signed, key, aud=[MARKER])),
-        "unknown-kid": lambda: wire(sign_message(_marked_request(), PrivateKey.generate("EdDSA"), audience=AUD, now=NOW)),
-        "missing-block": lambda: wire(_marked_request()),
-        "not-jsonrpc": lambda: wire({**_marked_request(), "jsonrpc": MARKER}),
-        "duplicate-key": lambda: f'{{"jsonrpc":"2.0","{MARKER}":1,"{MARKER}":2}}'.encode(),
-        "syntax": lambda: f'{{"jsonrpc":"2.0","{MARKER}"'.encode(),
-        "not-utf8": lambda: MARKER.encode() + b"\xff",
-        "lone-surrogate": lambda: f'{{"{MARKER}":"\\ud800{MARKER}"}}'.encode(),
-        "integer": lambda: f'{{"{MARKER}":{10**20}}}'.encode(),
-        "nan": lambda: f'{{"{MARKER}":NaN}}'.encode(),
-        "too-large": lambda: f'{{"{MARKER}":"{"x" * 5000}"}}'.encode(),
-        "too-deep": lambda: ("[" * 70 + f'"{MARKER}"' + "]" * 70).encode(),
-        "batch": lambda: f'[{{"{MARKER}":1}}]'.encode(),
+    raw_by_name: dict[str, bytes] = {
+        "bad-signature": wire({**signed, "id": MARKER}),
+        "wrong-aud": wire(sign_message(_marked_request(), key, audience=MARKER, now=NOW)),
+        "expired": wire(sign_message(_marked_request(), key, audience=AUD, now=NOW - 1000)),
+        "unknown-v": wire(resign(signed, key, v=2)),
+        "unknown-member": wire(resign(signed, key, **{MARKER: MARKER})),
+        "bad-alg": wire(resign(signed, key, alg=MARKER)),
+        "bad-kid": wire(resign(signed, key, kid=MARKER)),
+        "bad-aud-type": wire(resign(signed, key, aud=[MARKER])),
+        "unknown-kid": wire(sign_message(_marked_request(), PrivateKey.generate("EdDSA"), audience=AUD, now=NOW)),
+        "missing-block": wire(_marked_request()),
+        "not-jsonrpc": wire({**_marked_request(), "jsonrpc": MARKER}),
+        "duplicate-key": f'{{"jsonrpc":"2.0","{MARKER}":1,"{MARKER}":2}}'.encode(),
+        "syntax": f'{{"jsonrpc":"2.0","{MARKER}"'.encode(),
+        "not-utf8": MARKER.encode() + b"\xff",
+        "lone-surrogate": f'{{"{MARKER}":"\\ud800{MARKER}"}}'.encode(),
+        "integer": f'{{"{MARKER}":{10**20}}}'.encode(),
+        "nan": f'{{"{MARKER}":NaN}}'.encode(),
+        "too-large": f'{{"{MARKER}":"{"x" * 5000}"}}'.encode(),
+        "too-deep": ("[" * 70 + f'"{MARKER}"' + "]" * 70).encode(),
+        "batch": f'[{{"{MARKER}":1}}]'.encode(),
     }
-    in_reply_to = None
-    return raw_by_name[name](), in_reply_to
+    return raw_by_name[name]
 
 
 MARKER_CASES = [
@@ -823,15 +830,12 @@ MARKER_CASES = [
 
 @pytest.mark.parametrize("case", MARKER_CASES)
 async def test_refusal_message_never_contains_input(ed_key: PrivateKey, case: str) -> None:
-    raw, in_reply_to = _with_marker(case, ed_key)
+    raw = _with_marker(case, ed_key)
     assert MARKER.encode() in raw
     verifier = MessageVerifier(
-        audience=AUD,
-        keys=PinnedKeys([ed_key.public_key]),
-        nonces=MemoryNonceStore(),
-        limits=__import__("mcps.core.strict", fromlist=["Limits"]).Limits(max_bytes=4096),
+        audience=AUD, keys=PinnedKeys([ed_key.public_key]), nonces=MemoryNonceStore(), limits=Limits(max_bytes=4096)
     )
-    error = await refusal(verifier, raw, in_reply_to=in_reply_to, now=NOW)
+    error = await refusal(verifier, raw, now=NOW)
     assert MARKER not in error.message
     assert MARKER not in str(error)
     assert MARKER not in json.dumps(error.to_jsonrpc_error())

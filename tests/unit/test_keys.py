@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from mcps.core.encoding import b64u_decode, b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
@@ -48,7 +51,7 @@ def es256_key() -> PrivateKey:
 def test_sign_and_verify(key: PrivateKey) -> None:
     signature = key.sign(b"message")
     assert len(signature) == 64
-    assert key.public_key.verify(signature, b"message") is None
+    key.public_key.verify(signature, b"message")  # returns None or raises
 
 
 def test_wrong_data_is_refused(key: PrivateKey) -> None:
@@ -121,9 +124,6 @@ def test_es256_high_s_is_refused(es256_key: PrivateKey) -> None:
     # The high-S twin is a valid ECDSA signature for the raw primitive ...
     raw_key = es256_key.public_key._key
     assert isinstance(raw_key, ec.EllipticCurvePublicKey)
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
     raw_key.verify(encode_dss_signature(r, P256_ORDER - s), data, ec.ECDSA(hashes.SHA256()))
     # ... and mcps refuses it.
     with pytest.raises(McpsError) as caught:
@@ -256,7 +256,7 @@ def test_only_ed25519_and_p256_keys_are_supported() -> None:
     with pytest.raises(McpsError):
         PublicKey.from_crypto(ec.generate_private_key(ec.SECP384R1()).public_key())
     with pytest.raises(McpsError):
-        PrivateKey.from_crypto(rsa.generate_private_key(public_exponent=65537, key_size=1024))
+        PrivateKey.from_crypto(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
 def test_private_jwk_round_trip_and_mismatch(key: PrivateKey) -> None:
@@ -284,8 +284,6 @@ def test_jwks_round_trip() -> None:
 
 
 def test_load_public_jwk(tmp_path: Path, key: PrivateKey) -> None:
-    import json
-
     path = tmp_path / "key.json"
     path.write_text(json.dumps(key.public_key.to_jwk()), encoding="utf-8")
     assert load_public_jwk(path) == key.public_key

@@ -17,6 +17,8 @@ PUBLIC_MODULES = [
     "mcps.core.keys",
     "mcps.core.strict",
     "mcps.stores.nonces",
+    "mcps.stores.redis_nonces",
+    "mcps.stores.sqlite_nonces",
     "mcps.verifier",
 ]
 

@@ -32,7 +32,7 @@ def test_plain_message_is_parsed() -> None:
 
 
 def test_default_limits() -> None:
-    assert DEFAULT_LIMITS == Limits(max_bytes=4 * 1024 * 1024, max_depth=64)
+    assert Limits(max_bytes=4 * 1024 * 1024, max_depth=64) == DEFAULT_LIMITS
 
 
 @pytest.mark.parametrize("bad", [{"max_bytes": 0}, {"max_depth": 0}])
@@ -139,9 +139,7 @@ def test_same_key_in_sibling_objects_is_fine() -> None:
 # --- 5–6. numbers -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1" + b"0" * 400 + b".0"]
-)
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1" + b"0" * 400 + b".0"])
 def test_non_finite_numbers_are_refused(literal: bytes) -> None:
     assert refusal(b'{"a":[' + literal + b"]}") is ErrorCode.NUMBER_NOT_IJSON
 

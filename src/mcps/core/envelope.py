@@ -194,8 +194,11 @@ def _signing_input(message: Mapping[str, Any], kind: MessageKind) -> bytes:
 
 
 def request_binding(request_sig: str) -> str:
-    """The ``irt`` of a response: ``b64u(SHA-256(ascii(request's sig value)))``."""
-    return b64u_encode(hashlib.sha256(request_sig.encode("ascii")).digest())
+    """The ``irt`` of a response: ``b64u(SHA-256(UTF-8(request's sig value)))`` (ASCII for every valid sig).
+
+    Total on purpose: a server binds its refusal to whatever ``sig`` string the request carried, even a bad one.
+    """
+    return b64u_encode(hashlib.sha256(request_sig.encode("utf-8", "surrogatepass")).digest())
 
 
 # --- signing ----------------------------------------------------------------------------------------------------
@@ -210,7 +213,8 @@ def sign_message(
     in_reply_to: str | None = None,
     lifetime: int = DEFAULT_LIFETIME,
 ) -> dict[str, Any]:
-    """Return a signed copy of ``message`` (the input is not modified).
+    """Return a signed copy of ``message``. The input is not modified; the copy is shallow except along the path
+    to the block, so it shares untouched members (``params.arguments``, say) with the input.
 
     ``audience`` is the identity of the intended receiver. ``in_reply_to`` is the ``sig`` value of the request
     a result or error answers; it is required for results. Any existing block is replaced.
