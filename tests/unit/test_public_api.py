@@ -7,6 +7,7 @@ import importlib
 import pytest
 
 import mcps
+from mcps.core.errors import ErrorCode
 
 PUBLIC_MODULES = [
     "mcps",
@@ -41,8 +42,6 @@ def test_top_level_exports_every_public_name_it_imports() -> None:
 
 def test_error_codes_are_stable() -> None:
     """Codes are wire format: 001-015 keep their adopted meanings and numbering never changes."""
-    from mcps.core.errors import ErrorCode
-
     assert ErrorCode.BAD_SIGNATURE.mcps == "MCPS-004"
     assert ErrorCode.BAD_SIGNATURE.jsonrpc == -33004
     assert ErrorCode.REPLAY.value == 5
