@@ -1,0 +1,277 @@
+"""One secured MCP connection, transport-independent: verify what comes in, sign what goes out.
+
+A :class:`SecureChannel` sees JSON-RPC messages as plain dicts and keeps the state that binds them:
+
+* inbound requests it let through, by id → the request's ``sig`` and its caller, so the SDK's answer is signed
+  for that caller and bound to that request (``irt``, SPEC.md §4);
+* outbound requests it signed, by id → their ``sig``, so a response is accepted only when bound to it.
+
+Every inbound message becomes exactly one :class:`Inbound` decision:
+
+* ``deliver`` — verified; hand it to the SDK (with the :class:`~mcps.bindings.caller.Caller` for requests);
+* ``reply`` — a refused request: write this signed JSON-RPC error (same id, MCPS code) back to the peer. The
+  SDK never sees the request, so no tool runs, and the peer is answered instead of left waiting;
+* ``deliver`` of a local error — a refused response to one of our requests: the SDK gets a JSON-RPC error for
+  that id (the MCPS code, never the forged content), so the waiting caller fails instead of hanging;
+* nothing — a refused notification, or a response to nothing outstanding: dropped and logged.
+
+Refusals are logged on the ``mcps.bindings`` logger at WARNING with their code; the detail stays local.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from mcps.bindings.caller import Caller
+from mcps.core.encoding import is_b64u
+from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, SIG_KEY, KeyResolver, MessageKind, message_kind
+from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.keys import PrivateKey
+from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
+from mcps.stores.nonces import NonceStore
+from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
+
+__all__ = ["ChannelSecurity", "Inbound", "SecureChannel"]
+
+logger = logging.getLogger("mcps.bindings")
+
+MAX_OUTSTANDING: Final = 10_000
+"""Requests in flight per direction; beyond this a new one is refused (MCPS-010) rather than tracked."""
+
+UNKNOWN_PEER: Final = "mcps:unverified-peer"
+"""Audience of a refusal sent before any peer is known and without a claimed kid to address it to."""
+
+RequestId = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSecurity:
+    """What one end of a connection needs: its own key and identity, whom it trusts, and its replay store.
+
+    ``identity`` is this end's own name: inbound messages must be addressed to it (``aud``). It defaults to the
+    key's kid, which is what a server addresses its replies to when it knows a caller only by key.
+    """
+
+    key: PrivateKey
+    trusted: KeyResolver
+    nonces: NonceStore
+    identity: str | None = None
+    limits: Limits = DEFAULT_LIMITS
+    lifetime: int = DEFAULT_LIFETIME
+    max_skew: int = DEFAULT_SKEW
+    clock: Callable[[], float] = field(default=time.time)
+
+    @property
+    def audience(self) -> str:
+        return self.identity if self.identity is not None else self.key.kid
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """The decision on one inbound message (exactly one of the fields is set, or none for a drop)."""
+
+    deliver: dict[str, Any] | None = None
+    caller: Caller | None = None
+    reply: dict[str, Any] | None = None
+
+
+_DROP: Final = Inbound()
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    sig: str
+    audience: str
+
+
+class SecureChannel:
+    """The per-connection state machine. ``peer`` is the audience of what we send on our own initiative.
+
+    A client knows its peer (the server's identity). A server passes ``peer=None``: the first verified caller
+    becomes the connection's peer, and a later message signed by another key is refused (MCPS-029), so
+    server→client requests and notifications always have one well-defined audience.
+    """
+
+    def __init__(self, security: ChannelSecurity, *, peer: str | None) -> None:
+        self._security = security
+        self._signer = MessageSigner(security.key, lifetime=security.lifetime, clock=security.clock)
+        self._verifier = MessageVerifier(
+            audience=security.audience,
+            keys=security.trusted,
+            nonces=security.nonces,
+            limits=security.limits,
+            max_skew=security.max_skew,
+            clock=security.clock,
+        )
+        self._peer = peer
+        self._learn_peer = peer is None
+        self._peer_kid: str | None = None
+        self._answers: dict[RequestId, _Answer] = {}  # inbound requests awaiting our answer
+        self._awaiting: dict[RequestId, str] = {}  # our requests awaiting the peer's answer: id -> sig
+
+    @property
+    def limits(self) -> Limits:
+        return self._security.limits
+
+    # --- inbound ------------------------------------------------------------------------------------------------
+
+    async def receive_raw(self, raw: bytes) -> Inbound:
+        """Decide on one frame as received: size and strict parse first, so the SDK never parses refused bytes."""
+        try:
+            message = parse_message(raw, self._security.limits)
+        except McpsError as error:
+            return self._refuse_unparsed(raw, error)
+        return await self.receive(message)
+
+    async def receive(self, message: dict[str, Any]) -> Inbound:
+        """Decide on one strictly parsed message."""
+        try:
+            kind = message_kind(message)
+        except McpsError as error:
+            return self._refuse_request(message, error) if _looks_like_request(message) else self._drop(error)
+        if kind is MessageKind.REQUEST:
+            return await self._receive_request(message)
+        if kind is MessageKind.NOTIFICATION:
+            return await self._receive_notification(message)
+        return await self._receive_response(message)
+
+    async def _receive_request(self, message: dict[str, Any]) -> Inbound:
+        request_id: RequestId = message["id"]
+        if request_id in self._answers:
+            # The request holding this id gets its answer; a second answer for one id would break JSON-RPC and
+            # could race the real one, so the newcomer (typically a replay) is dropped, not answered.
+            return self._drop(McpsError(ErrorCode.REPLAY, detail=f"request id {request_id!r} already in flight"))
+        try:
+            if len(self._answers) >= MAX_OUTSTANDING:
+                raise McpsError(ErrorCode.RATE_LIMITED, detail="too many requests in flight")
+            verified = await self._verifier.verify_parsed(message)
+            caller = self._admit(verified.kid, verified)
+        except McpsError as error:
+            if error.code is ErrorCode.REPLAY:  # the original was (or is being) answered: no second answer
+                return self._drop(error)
+            return self._refuse_request(message, error)
+        # Answers go to the connection's peer: a server learnt it from this caller, a client knows its server's.
+        self._answers[request_id] = _Answer(verified.sig, self._peer or caller.audience)
+        return Inbound(deliver=message, caller=caller)
+
+    async def _receive_notification(self, message: dict[str, Any]) -> Inbound:
+        try:
+            verified = await self._verifier.verify_parsed(message)
+            caller = self._admit(verified.kid, verified)
+        except McpsError as error:
+            return self._drop(error)
+        if message["method"] == "notifications/cancelled":  # the SDK will never answer that request
+            cancelled = (message.get("params") or {}).get("requestId")
+            if isinstance(cancelled, str | int):
+                self._answers.pop(cancelled, None)
+        return Inbound(deliver=message, caller=caller)
+
+    async def _receive_response(self, message: dict[str, Any]) -> Inbound:
+        request_id = message.get("id")
+        request_sig = self._awaiting.pop(request_id, None) if isinstance(request_id, str | int) else None
+        if request_sig is None:
+            return self._drop(McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {request_id!r} awaiting"))
+        try:
+            verified = await self._verifier.verify_parsed(message, in_reply_to=request_sig)
+            self._admit(verified.kid, verified)
+        except McpsError as error:
+            _log_refusal(error, "response", request_id)
+            return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
+        return Inbound(deliver=message)
+
+    def _admit(self, kid: str, verified: VerifiedMessage) -> Caller:
+        """Pin the connection to the first verified signer; refuse any other signer afterwards."""
+        if self._peer_kid is None:
+            self._peer_kid = kid
+            if self._learn_peer:
+                self._peer = kid
+        elif kid != self._peer_kid:
+            raise McpsError(ErrorCode.UNKNOWN_KEY, "signing key is not this connection's peer")
+        return Caller(verified.kid, verified.key, verified)
+
+    # --- refusals -----------------------------------------------------------------------------------------------
+
+    def _refuse_unparsed(self, raw: bytes, error: McpsError) -> Inbound:
+        """A frame that failed the strict parse. Its id (and sig, for ``irt``) are read leniently only to address
+        the refusal; nothing else in it is used, and it never reaches the SDK."""
+        if len(raw) > self._security.limits.max_bytes:
+            salvaged: dict[str, Any] = {}
+        else:
+            try:
+                salvaged = json.loads(raw)
+            except (ValueError, RecursionError):
+                salvaged = {}
+        if not isinstance(salvaged, dict):
+            salvaged = {}
+        return self._refuse_request(salvaged, error) if _looks_like_request(salvaged) else self._drop(error)
+
+    def _refuse_request(self, message: dict[str, Any], error: McpsError) -> Inbound:
+        request_id = message.get("id")
+        _log_refusal(error, "request", request_id)
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+            request_id = None
+        claimed = _claimed_block(message)
+        claimed_sig = claimed.get("sig")
+        claimed_kid = claimed.get("kid")
+        if self._peer is not None:
+            audience = self._peer
+        elif isinstance(claimed_kid, str) and is_b64u(claimed_kid, min_bytes=32, max_bytes=32):
+            audience = claimed_kid  # unverified: used only to address the refusal to whoever claims it
+        else:
+            audience = UNKNOWN_PEER
+        bound_to = claimed_sig if isinstance(claimed_sig, str) and is_b64u(claimed_sig, max_bytes=64) else None
+        refusal = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
+        return Inbound(reply=self._signer.sign(refusal, audience=audience, in_reply_to=bound_to))
+
+    @staticmethod
+    def _drop(error: McpsError) -> Inbound:
+        _log_refusal(error, "message", None)
+        return _DROP
+
+    # --- outbound -----------------------------------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Sign one outbound message from the SDK, or return ``None`` (logged) when it cannot be sent safely."""
+        kind = message_kind(message)
+        if kind.is_response:
+            request_id = message.get("id")
+            answer = self._answers.pop(request_id, None) if isinstance(request_id, str | int) else None
+            if answer is None:
+                logger.error("mcps: not sending a response to %r: no verified request with that id", request_id)
+                return None
+            return self._signer.sign(message, audience=answer.audience, in_reply_to=answer.sig)
+        if self._peer is None:
+            logger.error("mcps: not sending %s before a verified peer is known", message.get("method"))
+            return None
+        if kind is MessageKind.REQUEST and len(self._awaiting) >= MAX_OUTSTANDING:
+            logger.error("mcps: not sending %s: too many requests in flight", message.get("method"))
+            return None
+        signed = self._signer.sign(message, audience=self._peer)
+        if kind is MessageKind.REQUEST:
+            self._awaiting[message["id"]] = signed["params"]["_meta"][SIG_KEY]["sig"]
+        elif message["method"] == "notifications/cancelled":  # we stopped waiting for that answer
+            cancelled = (message.get("params") or {}).get("requestId")
+            if isinstance(cancelled, str | int):
+                self._awaiting.pop(cancelled, None)
+        return signed
+
+
+def _looks_like_request(message: dict[str, Any]) -> bool:
+    request_id = message.get("id")
+    return "method" in message and isinstance(request_id, str | int) and not isinstance(request_id, bool)
+
+
+def _claimed_block(message: dict[str, Any]) -> dict[str, Any]:
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    block = meta.get(SIG_KEY) if isinstance(meta, dict) else None
+    return block if isinstance(block, dict) else {}
+
+
+def _log_refusal(error: McpsError, what: str, request_id: object) -> None:
+    logger.warning("mcps refused %s id=%r: %s", what, request_id, error.diagnostics())

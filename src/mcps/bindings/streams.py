@@ -1,0 +1,260 @@
+"""Stream plumbing between a transport and the SDK: the SDK sees ``SessionMessage`` streams, as from any transport.
+
+Two shapes of transport are wrapped:
+
+* **frames** (stdio): :func:`secure_frame_streams` reads bytes lines itself, bounded by ``limits.max_bytes``
+  while reading, and parses each strictly (:func:`mcps.core.strict.parse_message`) before anything else, so a
+  duplicate key, an oversize line or a non-I-JSON number never reaches the SDK's pydantic parser;
+* **SDK streams** (any other transport, e.g. Streamable HTTP): :func:`secure_message_streams` sits between the
+  transport's ``SessionMessage`` streams and the session. The transport has already parsed the bytes there, so
+  the strict-parse guarantee must come from in front of it (an ASGI layer); signatures still hold, because they
+  cover the canonical form (RFC 8785), not the bytes.
+
+The read side exposes ``last_context`` (mcp 2.x's duck-typed hook): the dispatcher runs each request's handler
+in that context, which is how :func:`mcps.bindings.caller.current_caller` works inside a tool.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.shared._stream_protocols import ReadStream, WriteStream
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, jsonrpc_message_adapter
+from pydantic import ValidationError
+
+from mcps.bindings.caller import context_for
+from mcps.bindings.channel import Inbound, SecureChannel
+from mcps.core.errors import ErrorCode, McpsError
+
+__all__ = ["LineReader", "SecureReadStream", "secure_frame_streams", "secure_message_streams"]
+
+logger = logging.getLogger("mcps.bindings")
+
+OVERSIZE: Final = object()
+"""Returned by :meth:`LineReader.read_line` for a line longer than the limit (already discarded)."""
+
+_Envelope = tuple[contextvars.Context, SessionMessage]
+SendFrame = Callable[[bytes], Awaitable[None]]
+
+
+class LineReader:
+    """Newline-delimited frames from a chunk source, never holding more than ``max_bytes`` of one line."""
+
+    def __init__(self, receive: Callable[[], Awaitable[bytes]], max_bytes: int) -> None:
+        self._receive = receive
+        self._max = max_bytes
+        self._buffer = bytearray()
+        self._scanned = 0
+        self._discarding = False
+
+    async def read_line(self) -> bytes | object | None:
+        """The next line without its ``\\n`` (and ``\\r``), :data:`OVERSIZE`, or ``None`` at end of input."""
+        while True:
+            newline = self._buffer.find(b"\n", self._scanned)
+            if newline >= 0:
+                line = bytes(self._buffer[:newline])
+                del self._buffer[: newline + 1]
+                self._scanned = 0
+                if self._discarding:
+                    self._discarding = False
+                    continue
+                return line.removesuffix(b"\r")
+            if len(self._buffer) > self._max:
+                self._buffer.clear()
+                self._scanned = 0
+                if not self._discarding:
+                    self._discarding = True
+                    return OVERSIZE
+            self._scanned = len(self._buffer)
+            chunk = await self._receive()
+            if not chunk:
+                return None
+            self._buffer += chunk
+
+
+class SecureReadStream:
+    """The SDK-facing read stream: verified messages only, each with the context its handler runs in."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[_Envelope]) -> None:
+        self._receive = receive
+        self.last_context: contextvars.Context | None = None
+
+    async def receive(self) -> SessionMessage:
+        context, item = await self._receive.receive()
+        self.last_context = context
+        return item
+
+    async def aclose(self) -> None:
+        await self._receive.aclose()
+
+    def __aiter__(self) -> SecureReadStream:
+        return self
+
+    async def __anext__(self) -> SessionMessage:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> SecureReadStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class _SignedWriteStream:
+    """The SDK-facing write stream: signs every message, then hands it to ``forward``."""
+
+    def __init__(
+        self,
+        channel: SecureChannel,
+        forward: Callable[[dict[str, Any], SessionMessage], Awaitable[None]],
+        on_close: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._channel = channel
+        self._forward = forward
+        self._on_close = on_close
+        self._closed = False
+
+    async def send(self, item: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+        signed = self._channel.send(message)
+        if signed is not None:
+            await self._forward(signed, item)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._on_close()
+
+    async def __aenter__(self) -> _SignedWriteStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """One message as a newline-terminated JSON line (ASCII-only, so any string survives the pipe)."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii") + b"\n"
+
+
+async def _apply(
+    decision: Inbound,
+    channel: SecureChannel,
+    deliver: MemoryObjectSendStream[_Envelope],
+    reply: Callable[[dict[str, Any]], Awaitable[None]],
+    base: contextvars.Context | None,
+) -> None:
+    """Carry out one inbound decision: write a refusal, or hand a verified message to the SDK."""
+    if decision.reply is not None:
+        await reply(decision.reply)
+    if decision.deliver is None:
+        return
+    try:
+        parsed = jsonrpc_message_adapter.validate_python(decision.deliver, by_name=False)
+    except ValidationError:
+        # Verified but not a valid MCP envelope: answer a request (the SDK's own transports would leave it
+        # hanging), drop anything else. Detail stays local: pydantic text echoes input.
+        logger.warning("mcps: verified message is not a valid MCP envelope; refused")
+        request_id = decision.deliver.get("id")
+        if "method" in decision.deliver and request_id is not None:
+            error = {"code": INVALID_REQUEST, "message": "Invalid request"}
+            signed = channel.send({"jsonrpc": "2.0", "id": request_id, "error": error})
+            if signed is not None:
+                await reply(signed)
+        return
+    context = (
+        context_for(decision.caller, base) if decision.caller is not None else (base or contextvars.copy_context())
+    )
+    await deliver.send((context, SessionMessage(parsed)))
+
+
+@asynccontextmanager
+async def secure_frame_streams(
+    channel: SecureChannel, receive_chunk: Callable[[], Awaitable[bytes]], send_frame: SendFrame
+) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
+    """SDK streams over a newline-delimited byte transport: strict parse, verify, sign, write."""
+    lock = anyio.Lock()
+    deliver, delivered = anyio.create_memory_object_stream[_Envelope](0)
+
+    async def write(message: dict[str, Any]) -> None:
+        frame = encode_frame(message)
+        async with lock:
+            await send_frame(frame)
+
+    async def forward(signed: dict[str, Any], _item: SessionMessage) -> None:
+        await write(signed)
+
+    async def pump() -> None:
+        reader = LineReader(receive_chunk, channel.limits.max_bytes)
+        async with deliver:
+            while (line := await reader.read_line()) is not None:
+                if line is OVERSIZE:
+                    logger.warning("mcps refused a frame: %s", McpsError(ErrorCode.MESSAGE_TOO_LARGE).diagnostics())
+                    continue
+                if isinstance(line, bytes) and line.strip():
+                    await _apply(await channel.receive_raw(line), channel, deliver, write, None)
+
+    async def close_writes() -> None:
+        return None
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(pump)
+        try:
+            yield SecureReadStream(delivered), _SignedWriteStream(channel, forward, close_writes)
+        finally:
+            tasks.cancel_scope.cancel()
+            delivered.close()
+
+
+@asynccontextmanager
+async def secure_message_streams(
+    channel: SecureChannel,
+    read_stream: ReadStream[SessionMessage | Exception],
+    write_stream: WriteStream[SessionMessage],
+) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
+    """Wrap a transport's ``SessionMessage`` streams (already parsed by the transport): verify in, sign out."""
+    deliver, delivered = anyio.create_memory_object_stream[_Envelope](0)
+
+    async def reply(message: dict[str, Any]) -> None:
+        await write_stream.send(SessionMessage(jsonrpc_message_adapter.validate_python(message, by_name=False)))
+
+    async def forward(signed: dict[str, Any], item: SessionMessage) -> None:
+        parsed = jsonrpc_message_adapter.validate_python(signed, by_name=False)
+        await write_stream.send(SessionMessage(parsed, item.metadata))
+
+    async def pump() -> None:
+        async with deliver, read_stream:
+            async for item in read_stream:
+                if isinstance(item, Exception):  # the transport could not parse it: nothing verifiable
+                    logger.warning("mcps refused a frame the transport could not parse: %s", type(item).__name__)
+                    continue
+                base = getattr(read_stream, "last_context", None)
+                message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+                decision = await channel.receive(message)
+                await _apply(decision, channel, deliver, reply, base)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(pump)
+        try:
+            yield SecureReadStream(delivered), _SignedWriteStream(channel, forward, write_stream.aclose)
+        finally:
+            tasks.cancel_scope.cancel()
+            delivered.close()
