@@ -26,6 +26,8 @@ from mcps.core.envelope import (
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PrivateKey, PublicKey
 from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
+from mcps.identity.chains import VerifiedAgent
+from mcps.identity.resolver import AgentPublicKey, PassportResolver
 from mcps.stores.nonces import NonceStore
 
 __all__ = ["MessageSigner", "MessageVerifier", "VerifiedMessage"]
@@ -41,6 +43,8 @@ class VerifiedMessage:
     kind: MessageKind
     block: SignatureBlock
     key: PublicKey
+    agent: VerifiedAgent | None = None
+    """Who signed, when the key was resolved through a passport (:class:`~mcps.identity.PassportResolver`)."""
 
     @property
     def kid(self) -> KeyId:
@@ -131,4 +135,11 @@ class MessageVerifier:
         block = checked.block
         if not await self._nonces.claim(block.kid, block.nonce, expires_at=block.exp + self._skew + 1, now=at):
             raise McpsError(ErrorCode.REPLAY)
-        return VerifiedMessage(checked.message, checked.kind, block, checked.key)
+        # 10. Revocation of anything on the passport path, asked of the store on every message (kill switch).
+        agent = None
+        if isinstance(checked.key, AgentPublicKey):
+            if not isinstance(self._keys, PassportResolver):
+                raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail="passport-resolved key without a revocation store")
+            await self._keys.check_revocation(checked.key, now=at)
+            agent = checked.key.agent
+        return VerifiedMessage(checked.message, checked.kind, block, checked.key, agent)

@@ -37,6 +37,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES: Final = (
     "mcps.cli.keys_cmd",
     "mcps.cli.message_cmd",
+    "mcps.cli.identity_cmd",
 )
 """Modules that add commands: each has ``register(subparsers) -> None``. Add one line per command group."""
 

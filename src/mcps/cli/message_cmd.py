@@ -7,11 +7,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from mcps.cli import identity_cmd
 from mcps.cli.output import EXIT_OK, Refused, UsageError, print_json, read_stdin, stderr
 from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, MAX_LIFETIME, PinnedKeys
 from mcps.core.errors import McpsError
 from mcps.core.keys import PrivateKey, PublicKey, load_private_key, load_public_jwk
 from mcps.core.strict import parse_message
+from mcps.identity.resolver import attach_passport
 from mcps.stores.nonces import MemoryNonceStore, NonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
@@ -35,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"exp - iat, 1..{MAX_LIFETIME} (default {DEFAULT_LIFETIME})",
     )
     sign.set_defaults(handler=sign_command)
+    identity_cmd.add_sign_options(sign)
 
     verify = subparsers.add_parser(
         "verify",
@@ -44,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "exit 1 with its MCPS code on stderr when it is refused."
         ),
     )
-    verify.add_argument("--key", required=True, type=Path, metavar="PUB.jwk", help="the signer's public JWK")
+    verify.add_argument("--key", type=Path, metavar="PUB.jwk", help="the signer's public JWK (or use --trust)")
     verify.add_argument("--aud", required=True, help="this receiver's own identity")
     verify.add_argument(
         "--nonce-db",
@@ -60,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--skew", type=int, default=DEFAULT_SKEW, metavar="SECONDS", help=f"allowed clock skew (default {DEFAULT_SKEW})"
     )
     verify.set_defaults(handler=verify_command)
+    identity_cmd.add_verify_options(verify)
 
 
 def _load_signing_key(path: Path) -> PrivateKey:
@@ -73,6 +77,8 @@ def _load_signing_key(path: Path) -> PrivateKey:
 def sign_command(args: argparse.Namespace) -> int:
     signer = MessageSigner(_load_signing_key(args.key), lifetime=args.lifetime)
     message = parse_message(read_stdin())
+    if args.passport is not None:
+        message = attach_passport(message, *identity_cmd.read_passport_file(args.passport))
     print_json(signer.sign(message, audience=args.aud, in_reply_to=args.in_reply_to))
     return EXIT_OK
 
@@ -85,13 +91,20 @@ def _open_nonce_store(path: Path | None) -> NonceStore:
     return SqliteNonceStore(path)
 
 
-async def _verify(args: argparse.Namespace, key: PublicKey, raw: bytes) -> VerifiedMessage:
+async def _verify(args: argparse.Namespace, key: PublicKey | None, raw: bytes) -> VerifiedMessage:
+    pinned = PinnedKeys([key]) if key is not None else None
+    resolver = identity_cmd.resolver_from_args(args, pinned) if args.trust else None
+    keys = resolver or pinned
+    if keys is None:
+        raise UsageError("verify needs --key PUB.jwk, --trust ANCHORS.jwks, or both")
     nonces = _open_nonce_store(args.nonce_db)
     try:
-        verifier = MessageVerifier(audience=args.aud, keys=PinnedKeys([key]), nonces=nonces, max_skew=args.skew)
+        verifier = MessageVerifier(audience=args.aud, keys=keys, nonces=nonces, max_skew=args.skew)
         return await verifier.verify(raw, in_reply_to=args.in_reply_to)
     finally:
         await nonces.aclose()
+        if resolver is not None:
+            await resolver.revocations.aclose()
 
 
 def summary(verified: VerifiedMessage) -> dict[str, Any]:
@@ -110,11 +123,11 @@ def summary(verified: VerifiedMessage) -> dict[str, Any]:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    key = load_public_jwk(args.key)  # a bad key file is an input error (exit 2), not a refusal
+    key = load_public_jwk(args.key) if args.key is not None else None  # a bad key file is an input error (exit 2)
     try:
         verified = asyncio.run(_verify(args, key, read_stdin()))
     except McpsError as exc:
         raise Refused(exc) from exc
-    print_json(summary(verified))
+    print_json(summary(verified) | ({"agent": identity_cmd.agent_summary(verified.agent)} if verified.agent else {}))
     stderr().print(f"[green]✓ accepted[/] {verified.kind.value} signed by [bold]{verified.kid}[/]")
     return EXIT_OK

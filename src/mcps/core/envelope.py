@@ -302,9 +302,12 @@ class SignatureBlock:
 
 
 class KeyResolver(Protocol):
-    """Finds the public key for a block's ``kid`` (a pinned key, or a passport chain). Raises MCPS-029."""
+    """Finds the public key for a block's ``kid`` (a pinned key, or a passport chain). Raises MCPS-029.
 
-    def resolve(self, kid: KeyId, message: Mapping[str, Any]) -> PublicKey: ...
+    ``now`` is the verifier's clock, for resolvers whose credentials expire (passports).
+    """
+
+    def resolve(self, kid: KeyId, message: Mapping[str, Any], *, now: float) -> PublicKey: ...
 
 
 class PinnedKeys:
@@ -315,7 +318,7 @@ class PinnedKeys:
         if not self._keys:
             raise ValueError("PinnedKeys needs at least one key")
 
-    def resolve(self, kid: KeyId, message: Mapping[str, Any]) -> PublicKey:
+    def resolve(self, kid: KeyId, message: Mapping[str, Any], *, now: float) -> PublicKey:
         try:
             return self._keys[kid]
         except KeyError:
@@ -370,7 +373,7 @@ def authenticate(
         if block.irt != request_binding(in_reply_to):
             raise McpsError(ErrorCode.TRANSCRIPT_MISMATCH)
     # 7. Key: resolved by kid; its algorithm must be the one the block names.
-    key = keys.resolve(block.kid, message)
+    key = keys.resolve(block.kid, message, now=now)
     if key.alg is not block.alg or key.kid != block.kid:
         raise McpsError(ErrorCode.ALGORITHM_MISMATCH)
     # 8. Signature over the canonical form, never over the bytes as received.
