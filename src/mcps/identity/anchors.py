@@ -17,13 +17,13 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PublicKey
 from mcps.identity.levels import TrustLevel
 
-__all__ = ["MAX_LEVEL_MEMBER", "TrustAnchor", "TrustAnchors"]
+__all__ = ["MAX_LEVEL_MEMBER", "AnchorSource", "TrustAnchor", "TrustAnchors"]
 
 MAX_LEVEL_MEMBER: Final = "mcps_max_tl"
 
@@ -41,6 +41,15 @@ class TrustAnchor:
 
     def to_jwk(self) -> dict[str, Any]:
         return {**self.key.to_jwk(), MAX_LEVEL_MEMBER: int(self.max_level)}
+
+
+class AnchorSource(Protocol):
+    """Where a verifier looks up issuer keys: :class:`TrustAnchors` (files) or
+    :class:`~mcps.identity.remote_anchors.RemoteTrustAnchors` (an ``issuerKeysUrl``)."""
+
+    def get(self, kid: KeyId) -> TrustAnchor | None:
+        """The anchor with this kid, ``None`` when there is none; MCPS-007 when the source cannot say."""
+        ...
 
 
 def _invalid(detail: str) -> McpsError:

@@ -34,7 +34,7 @@ from typing import Final
 
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PublicKey
-from mcps.identity.anchors import TrustAnchors
+from mcps.identity.anchors import AnchorSource
 from mcps.identity.levels import TrustLevel
 from mcps.identity.passports import AgentId, PassportClaims, UnverifiedPassport, parse_passport
 
@@ -86,7 +86,7 @@ def _malformed(detail: str) -> McpsError:
 
 
 def verify_chain(
-    passport: object, chain: object, *, anchors: TrustAnchors, audience: str, now: float, skew: int
+    passport: object, chain: object, *, anchors: AnchorSource, audience: str, now: float, skew: int
 ) -> VerifiedAgent:
     """Verify an agent's passport and its chain (``None`` when there is none) as received by ``audience``."""
     # 1. Depth, before decoding anything.

@@ -30,7 +30,7 @@ from typing import Any, Final
 from mcps.core.envelope import DEFAULT_SKEW, SIG_KEY, KeyResolver
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PublicKey
-from mcps.identity.anchors import TrustAnchors
+from mcps.identity.anchors import AnchorSource
 from mcps.identity.chains import VerifiedAgent, verify_chain
 from mcps.identity.levels import DEFAULT_MIN_LEVEL, TrustLevel
 from mcps.identity.revocation import RevocationKey, RevocationStore, revocation_keys
@@ -106,7 +106,7 @@ class PassportResolver:
     def __init__(
         self,
         *,
-        anchors: TrustAnchors,
+        anchors: AnchorSource,
         audience: str,
         revocations: RevocationStore,
         min_level: TrustLevel = DEFAULT_MIN_LEVEL,

@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from mcps.core.encoding import b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PrivateKey
-from mcps.identity.anchors import TrustAnchors
+from mcps.identity.anchors import AnchorSource
 from mcps.identity.chains import VerifiedAgent
 from mcps.identity.jws import parse_compact, sign_compact
 
@@ -192,7 +192,7 @@ def _malformed(detail: str) -> McpsError:
     return McpsError(ErrorCode.PASSPORT_MALFORMED, "revocation list is malformed", detail=detail)
 
 
-def verify_revocation_list(token: object, *, anchors: TrustAnchors, now: float, skew: int = 30) -> RevocationList:
+def verify_revocation_list(token: object, *, anchors: AnchorSource, now: float, skew: int = 30) -> RevocationList:
     """Verify a list's form, signer (a trust anchor: MCPS-029 otherwise), signature and validity (MCPS-002)."""
     jws = parse_compact(
         token,
@@ -228,7 +228,7 @@ def verify_revocation_list(token: object, *, anchors: TrustAnchors, now: float, 
 
 
 async def apply_revocation_list(
-    token: object, *, anchors: TrustAnchors, store: RevocationStore, now: float
+    token: object, *, anchors: AnchorSource, store: RevocationStore, now: float
 ) -> RevocationList:
     """Verify a revocation list and record its entries (for ever: a later list never un-revokes)."""
     verified = verify_revocation_list(token, anchors=anchors, now=now)
