@@ -1,21 +1,21 @@
 """RFC 8785 JSON Canonicalization Scheme (JCS), with a fast path proven byte-identical to the reference.
 
-The reference is the ``rfc8785`` package. For a value whose numbers are all integers within ±(2^53−1), whose keys
-are all ``str``, and whose text has no character above U+FFFF, JCS output equals what CPython's C JSON encoder
-writes with sorted keys, compact separators and ``ensure_ascii=False``: both escape exactly ``"``, ``\\`` and
-the C0 controls, with the same short forms and lowercase ``\\u00xx``. So :func:`canonicalize` first walks the
-value's types (about 2 µs for a 1 KiB message) and takes the C encoder when
+The reference is the ``rfc8785`` package. JCS output equals what CPython's C JSON encoder writes with sorted keys,
+compact separators and ``ensure_ascii=False`` whenever
 
-* there is no ``float`` — CPython and ES6 format some floats differently (``100.0`` → ``100``,
-  ``1e-07`` → ``1e-7``),
-* every ``int`` is within ±(2^53−1) — JCS refuses the others,
-* every key is a ``str`` and every value a plain JSON type (``dict``, ``list``, ``str``, ``int``, ``bool``,
-  ``None``; subclasses and tuples take the reference path),
+* every key is a ``str`` and every value a plain JSON type (``dict``, ``list``, ``str``, ``int``, ``bool``, ``None``,
+  ``float``; subclasses and tuples take the reference path);
+* every ``int`` is within ±(2^53−1) (JCS refuses the others);
+* every ``float`` is written the same way by CPython's ``repr`` and by ES6 ``Number.prototype.toString``: both use
+  the shortest round-trip digits, and both use plain notation for a non-integral value with 1e-4 ≤ |x| < 1e16.
+  An integral float below 2^53 is written as the integer (``100.0`` → ``100``), so it is replaced by that ``int``
+  in a copy; any other float (``1e-05``, ``1e+16``, NaN) takes the reference path;
+* the text has no character above U+FFFF (JCS sorts keys by UTF-16 code units, CPython by code points; checked
+  only when the text is not ASCII).
 
-and, once the text is written, it contains no character above U+FFFF (JCS sorts keys by UTF-16 code units,
-CPython by code points; checked only when the text is not ASCII). Anything else goes to the reference.
-``tests/unit/test_canonical.py`` proves the two paths identical on the RFC 8785 vectors and on
-hypothesis-generated values.
+Both escape exactly ``"``, ``\\`` and the C0 controls, with the same short forms and lowercase ``\\u00xx``.
+``tests/unit/test_canonical.py`` proves the two paths identical on the RFC 8785 vectors and on hypothesis-generated
+values.
 """
 
 from __future__ import annotations
@@ -61,9 +61,13 @@ def canonicalize(value: Any) -> bytes:
     Object keys must be ``str``. Errors: ``MCPS-021`` (NaN, infinity, integer outside ±(2^53−1)),
     ``MCPS-022`` (lone surrogate), ``MCPS-023`` (cyclic or absurdly deep), ``MCPS-019`` (not a JSON value).
     """
-    if _FAST_ENCODER is not None and _plain(value):
+    try:
+        ready = value if _plain(value) else _with_integral_floats_as_ints(value)
+    except RecursionError as exc:
+        raise McpsError(ErrorCode.TOO_DEEP, detail="value is cyclic or nested too deeply") from exc
+    if _FAST_ENCODER is not None and ready is not _NEEDS_REFERENCE:
         try:
-            text = "".join(_FAST_ENCODER(value, 0))
+            text = "".join(_FAST_ENCODER(ready, 0))
         except RecursionError as exc:
             raise McpsError(ErrorCode.TOO_DEEP, detail="value is cyclic or nested too deeply") from exc
         if text.isascii():
@@ -76,10 +80,21 @@ def canonicalize(value: Any) -> bytes:
     return canonicalize_reference(value)
 
 
+_PLAIN_WALK_BUDGET: Final = 100_000
+
+
 def _plain(value: Any) -> bool:
-    """True when ``value`` holds only str-keyed dicts, lists, str, bool, None and safe ints (no float)."""
+    """True when ``value`` holds only str-keyed dicts, lists, str, bool, None and safe ints (no float).
+
+    Gives up (False) after ``_PLAIN_WALK_BUDGET`` nodes, so a cyclic value cannot make it loop: the recursive
+    walk then decides, and a cycle ends there in ``RecursionError``.
+    """
     stack = [value]
+    budget = _PLAIN_WALK_BUDGET
     while stack:
+        budget -= 1
+        if budget < 0:
+            return False
         node = stack.pop()
         kind = type(node)
         if kind is str or kind is bool or node is None:
@@ -94,6 +109,42 @@ def _plain(value: Any) -> bool:
         elif kind is not int or not -_MAX_SAFE_INTEGER <= node <= _MAX_SAFE_INTEGER:
             return False
     return True
+
+
+_NEEDS_REFERENCE: Final = object()
+
+
+def _with_integral_floats_as_ints(node: Any) -> Any:
+    """``node`` (or a copy) that the C encoder writes as JCS, or ``_NEEDS_REFERENCE``. See the module docstring."""
+    kind = type(node)
+    if kind is float:
+        magnitude = abs(node)
+        if node.is_integer():
+            return int(node) if magnitude <= _MAX_SAFE_INTEGER else _NEEDS_REFERENCE
+        return node if 1e-4 <= magnitude < 1e16 else _NEEDS_REFERENCE  # NaN fails both comparisons
+    if kind is str or kind is bool or kind is int or node is None:
+        return node if kind is not int or -_MAX_SAFE_INTEGER <= node <= _MAX_SAFE_INTEGER else _NEEDS_REFERENCE
+    if kind is dict:
+        copy: dict[str, Any] | None = None
+        for key, child in node.items():
+            new = _with_integral_floats_as_ints(child)
+            if type(key) is not str or new is _NEEDS_REFERENCE:
+                return _NEEDS_REFERENCE
+            if new is not child:
+                copy = dict(node) if copy is None else copy
+                copy[key] = new
+        return node if copy is None else copy
+    if kind is list:
+        items: list[Any] | None = None
+        for index, child in enumerate(node):
+            new = _with_integral_floats_as_ints(child)
+            if new is _NEEDS_REFERENCE:
+                return _NEEDS_REFERENCE
+            if new is not child:
+                items = list(node) if items is None else items
+                items[index] = new
+        return node if items is None else items
+    return _NEEDS_REFERENCE
 
 
 def canonicalize_reference(value: Any) -> bytes:
