@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from mcps.cli.output import EXIT_OK, Refused, UsageError, print_json, stderr
 from mcps.core.encoding import b64u_decode
 from mcps.core.envelope import PinnedKeys
@@ -209,7 +211,7 @@ async def _verify_passport(args: argparse.Namespace) -> VerifiedAgent:
 def passport_verify(args: argparse.Namespace) -> int:
     agent = asyncio.run(_verify_passport(args))
     print_json(agent_summary(agent))
-    stderr().print(f"[green]✓ verified[/] agent [bold]{agent.agent_id}[/] at {agent.level}", markup=True)
+    stderr().print(f"[green]✓ verified[/] agent [bold]{escape(agent.agent_id)}[/] at {agent.level}")
     return EXIT_OK
 
 
@@ -233,7 +235,7 @@ async def _revoke(args: argparse.Namespace) -> RevocationKey:
 def revoke_command(args: argparse.Namespace) -> int:
     key = asyncio.run(_revoke(args))
     print_json({"revoked": {key.kind.value: key.value}})
-    stderr().print(f"[green]✓ revoked[/] {key.kind.value} {key.value}: refused on its next message", markup=False)
+    stderr().print(f"[green]✓ revoked[/] {key.kind.value} {escape(key.value)}: refused on its next message")
     return EXIT_OK
 
 
