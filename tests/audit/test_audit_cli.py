@@ -1,0 +1,135 @@
+"""``mcps audit …`` end to end on a SQLite log: receipts, keys, verify (intact, tampered, truncated), evidence,
+checkpoint, export, tail; exit 1 with MCPS-033 for a defect, never a traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcps.audit.checkpoint import parse_verifier_key
+from mcps.cli.main import main
+
+
+def _run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: bytes = b""
+) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return lambda *argv, stdin=b"": _run(capsys, monkeypatch, *argv, stdin=stdin)
+
+
+@pytest.fixture
+def db(tmp_path: Path, run) -> Path:  # type: ignore[no-untyped-def]
+    path = tmp_path / "audit.db"
+    for i in range(5):
+        code, out, _ = run(
+            "audit", "append", "--db", str(path), stdin=json.dumps({"event": "external", "data": {"n": i}}).encode()
+        )
+        assert code == 0
+        assert json.loads(out)["index"] == i
+    return path
+
+
+def test_append_creates_a_private_key_and_prints_receipts(db: Path) -> None:
+    key = Path(str(db) + ".key")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_append_refuses_bad_events(db: Path, run) -> None:  # type: ignore[no-untyped-def]
+    for bad in [
+        b'{"event":"x","index":3}',
+        b'{"event":"x","nope":1}',
+        b'{"event":"BAD"}',
+        b'{"event":"x","event":"y"}',
+    ]:
+        code, _, err = run("audit", "append", "--db", str(db), stdin=bad)
+        assert code == 2, bad
+        assert "MCPS-0" in err
+
+
+def test_key_prints_jwk_and_note_key(db: Path, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run("audit", "key", "--db", str(db))
+    assert code == 0
+    value = json.loads(out)
+    name, key = parse_verifier_key(value["note_key"])
+    assert key.kid == value["jwk"]["kid"]
+    assert name.startswith("mcps.audit/")
+
+
+def _public_jwk(run, db: Path, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    jwk = tmp_path / "log.pub.jwk"
+    jwk.write_text(json.dumps(json.loads(run("audit", "key", "--db", str(db))[1])["jwk"]))
+    return jwk
+
+
+def test_verify_intact_and_tampered(db: Path, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    jwk = _public_jwk(run, db, tmp_path)
+    code, out, _ = run("audit", "verify", "--db", str(db), "--key", str(jwk))
+    assert code == 0
+    assert json.loads(out)["entries"] == 5
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM audit_entries WHERE idx = 2")
+    code, _, err = run("audit", "verify", "--db", str(db), "--key", str(jwk))
+    assert code == 1
+    assert "MCPS-033" in err
+    assert "entry 2 deleted" in err
+
+
+def test_verify_detects_truncation_with_a_kept_checkpoint(db: Path, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, note, _ = run("audit", "checkpoint", "--db", str(db))
+    assert code == 0
+    assert note.splitlines()[1] == "5"
+    kept = tmp_path / "kept.checkpoint"
+    kept.write_text(note)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM audit_entries WHERE idx >= 3")
+        conn.execute("DELETE FROM audit_checkpoints WHERE size > 3")
+    code, _, err = run("audit", "verify", "--db", str(db), "--checkpoint", str(kept))
+    assert code == 1
+    assert "entry 3 truncated" in err
+
+
+def test_prove_and_check_evidence(db: Path, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    jwk = _public_jwk(run, db, tmp_path)
+    code, out, _ = run("audit", "prove", "--db", str(db), "--index", "3")
+    assert code == 0
+    evidence = tmp_path / "entry.evidence"
+    evidence.write_text(out)
+    code, out, _ = run("audit", "check-evidence", str(evidence), "--key", str(jwk))
+    assert code == 0
+    assert json.loads(out)["entry"]["data"] == {"n": 3}
+    forged = json.loads(evidence.read_text())
+    forged["entry"]["data"]["n"] = 4
+    evidence.write_text(json.dumps(forged))
+    code, _, err = run("audit", "check-evidence", str(evidence), "--key", str(jwk))
+    assert code == 1
+    assert "MCPS-033" in err
+
+
+def test_export_and_tail(db: Path, run) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run("audit", "export", "--db", str(db), "--format", "jsonl", "--since", "2")
+    assert code == 0
+    assert [json.loads(line)["index"] for line in out.splitlines()] == [2, 3, 4]
+    code, out, _ = run("audit", "tail", "--db", str(db), "-n", "2")
+    assert [json.loads(line)["index"] for line in out.splitlines()] == [3, 4]
+
+
+def test_read_commands_need_an_existing_log(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run("audit", "verify", "--db", str(tmp_path / "none.db"))
+    assert code == 2
+    assert "MCPS-030" in err
+    assert not (tmp_path / "none.db").exists()

@@ -1,0 +1,218 @@
+"""Full verification against hand-edited databases: each kind of defect is named, at the first bad entry,
+and hostile content gives a clear failure, never a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mcps.audit.entry import AuditEvent
+from mcps.audit.sqlite_log import SqliteAuditLog
+from mcps.audit.verify import AuditLogDefect, DefectKind, verify_log
+from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.keys import PrivateKey
+
+
+@pytest.fixture
+def key() -> PrivateKey:
+    return PrivateKey.generate()
+
+
+@pytest.fixture
+def db(tmp_path: Path, key: PrivateKey) -> Path:
+    """A log of 40 entries in batches of 10 (checkpoints at 0, 10, 20, 30, 40)."""
+    path = tmp_path / "audit.db"
+
+    async def fill() -> None:
+        log = SqliteAuditLog(path, key=key, max_batch=10)
+        await asyncio.gather(*(log.append(AuditEvent(event="call", request_id=i)) for i in range(40)))
+        await log.aclose()
+
+    asyncio.run(fill())
+    return path
+
+
+def _verify(path: Path, key: PrivateKey, external: str | None = None) -> int:
+    log = SqliteAuditLog(path, key=key)
+    try:
+        return verify_log(log, key.public_key, log.origin, external=external).size
+    finally:
+        asyncio.run(log.aclose())
+
+
+def _defect(path: Path, key: PrivateKey, external: str | None = None) -> tuple[int, DefectKind]:
+    with pytest.raises(AuditLogDefect) as caught:
+        _verify(path, key, external)
+    assert caught.value.code is ErrorCode.AUDIT_INVALID
+    return caught.value.defect.index, caught.value.defect.kind
+
+
+def _sql(path: Path, *statements: str) -> None:
+    with sqlite3.connect(path) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _latest_note(path: Path) -> str:
+    with sqlite3.connect(path) as conn:
+        note: str = conn.execute("SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1").fetchone()[0]
+    return note
+
+
+def test_intact_log_verifies(db: Path, key: PrivateKey) -> None:
+    assert _verify(db, key) == 40
+    assert _verify(db, key, external=_latest_note(db)) == 40
+
+
+def test_modified_entry_bytes(db: Path, key: PrivateKey) -> None:
+    _sql(
+        db, "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'call', 'list') AS BLOB) WHERE idx = 17"
+    )
+    assert _defect(db, key) == (17, DefectKind.MODIFIED)
+
+
+def test_modified_entry_and_its_leaf(db: Path, key: PrivateKey) -> None:
+    """The editor also fixed the leaf column: the next entry's prev names entry 17."""
+    with sqlite3.connect(db) as conn:
+        data = conn.execute("SELECT entry FROM audit_entries WHERE idx = 17").fetchone()[0].replace(b"call", b"list")
+        from mcps.audit.merkle import leaf_hash  # noqa: PLC0415
+
+        conn.execute("UPDATE audit_entries SET entry = ?, leaf = ? WHERE idx = 17", (data, leaf_hash(data)))
+    assert _defect(db, key) == (17, DefectKind.MODIFIED)
+
+
+def test_last_entry_rewritten_consistently_is_caught_by_the_root(db: Path, key: PrivateKey) -> None:
+    with sqlite3.connect(db) as conn:
+        data = conn.execute("SELECT entry FROM audit_entries WHERE idx = 39").fetchone()[0].replace(b"call", b"list")
+        from mcps.audit.merkle import leaf_hash  # noqa: PLC0415
+
+        conn.execute("UPDATE audit_entries SET entry = ?, leaf = ? WHERE idx = 39", (data, leaf_hash(data)))
+    assert _defect(db, key) == (30, DefectKind.MODIFIED)  # first entry of the batch whose signed root fails
+
+
+def test_deleted_row(db: Path, key: PrivateKey) -> None:
+    _sql(db, "DELETE FROM audit_entries WHERE idx = 12")
+    assert _defect(db, key) == (12, DefectKind.DELETED)
+
+
+def test_deleted_row_and_renumbered(db: Path, key: PrivateKey) -> None:
+    _sql(db, "DELETE FROM audit_entries WHERE idx = 12", "UPDATE audit_entries SET idx = idx - 1 WHERE idx > 12")
+    assert _defect(db, key) == (12, DefectKind.DELETED)
+
+
+def test_reordered_rows(db: Path, key: PrivateKey) -> None:
+    _sql(
+        db,
+        "UPDATE audit_entries SET idx = -1 WHERE idx = 21",
+        "UPDATE audit_entries SET idx = 21 WHERE idx = 22",
+        "UPDATE audit_entries SET idx = 22 WHERE idx = -1",
+    )
+    assert _defect(db, key) == (21, DefectKind.REORDERED)
+
+
+def test_inserted_row(db: Path, key: PrivateKey) -> None:
+    """A copy of entry 5 inserted after it, the rest renumbered."""
+    _sql(
+        db,
+        "UPDATE audit_entries SET idx = -idx - 100 WHERE idx > 5",
+        "UPDATE audit_entries SET idx = -idx - 99 WHERE idx < -100",
+        "INSERT INTO audit_entries SELECT 6, leaf, entry FROM audit_entries WHERE idx = 5",
+    )
+    index, kind = _defect(db, key)
+    assert kind is DefectKind.INSERTED
+    assert index == 6  # the copy, not the original
+
+
+def test_entries_without_checkpoint_are_inserted(db: Path, key: PrivateKey) -> None:
+    _sql(db, "DELETE FROM audit_checkpoints WHERE size = 40")
+    assert _defect(db, key) == (30, DefectKind.INSERTED)
+
+
+def test_truncated_rows(db: Path, key: PrivateKey) -> None:
+    _sql(db, "DELETE FROM audit_entries WHERE idx >= 35")
+    assert _defect(db, key) == (35, DefectKind.TRUNCATED)
+
+
+def test_truncation_only_seen_by_the_outside_checkpoint(db: Path, key: PrivateKey) -> None:
+    kept = _latest_note(db)
+    _sql(db, "DELETE FROM audit_entries WHERE idx >= 30", "DELETE FROM audit_checkpoints WHERE size > 30")
+    assert _verify(db, key) == 30  # consistent in itself
+    assert _defect(db, key, external=kept) == (30, DefectKind.TRUNCATED)
+
+
+def test_rebuilt_log_is_forked(tmp_path: Path, db: Path, key: PrivateKey) -> None:
+    kept = _latest_note(db)
+    db.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+
+    async def rebuild() -> None:
+        log = SqliteAuditLog(db, key=key, max_batch=10)
+        await asyncio.gather(*(log.append(AuditEvent(event="call", request_id=-i)) for i in range(40)))
+        await log.aclose()
+
+    asyncio.run(rebuild())
+    assert _defect(db, key, external=kept) == (40, DefectKind.FORKED)
+
+
+def test_bad_checkpoint_signature(db: Path, key: PrivateKey) -> None:
+    _sql(
+        db,
+        "UPDATE audit_checkpoints SET note = replace(note, char(10) || '20' || char(10), char(10) || '21' || char(10))"
+        " WHERE size = 20",
+    )
+    assert _defect(db, key) == (20, DefectKind.BAD_CHECKPOINT)
+
+
+def test_outside_checkpoint_by_another_key(db: Path, key: PrivateKey) -> None:
+    from mcps.audit.checkpoint import sign_checkpoint  # noqa: PLC0415
+    from mcps.audit.merkle import EMPTY_ROOT  # noqa: PLC0415
+
+    log = SqliteAuditLog(db, key=key)
+    origin = log.origin
+    asyncio.run(log.aclose())
+    forged = sign_checkpoint(PrivateKey.generate(), origin, 3, EMPTY_ROOT).note
+    assert _defect(db, key, external=forged) == (0, DefectKind.BAD_CHECKPOINT)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE audit_entries SET entry = 'not even bytes' WHERE idx = 3",
+        "UPDATE audit_entries SET entry = X'7b7d' WHERE idx = 3",
+        "UPDATE audit_entries SET entry = X'ff00' WHERE idx = 3",
+        "UPDATE audit_entries SET leaf = 42 WHERE idx = 3",
+    ],
+)
+def test_hostile_content_is_a_defect_not_a_crash(db: Path, key: PrivateKey, edit: str) -> None:
+    _sql(db, edit)
+    assert _defect(db, key) == (3, DefectKind.MODIFIED)
+
+
+def test_writer_refuses_a_corrupt_head(db: Path, key: PrivateKey) -> None:
+    _sql(db, "UPDATE audit_checkpoints SET frontier = zeroblob(32) WHERE size = 40")
+
+    async def append() -> None:
+        log = SqliteAuditLog(db, key=key)
+        try:
+            await log.append(AuditEvent(event="call"))
+        finally:
+            await log.aclose()
+
+    with pytest.raises(McpsError) as caught:
+        asyncio.run(append())
+    assert caught.value.code is ErrorCode.AUDIT_INVALID
+
+
+def test_truncated_file_fails_clearly(db: Path, key: PrivateKey) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db.stat().st_size
+    with db.open("r+b") as handle:
+        handle.truncate(size // 2)
+    with pytest.raises(McpsError) as caught:
+        _verify(db, key)
+    assert caught.value.code in (ErrorCode.STORE_UNAVAILABLE, ErrorCode.AUDIT_INVALID)
