@@ -98,7 +98,7 @@ def test_verify_detects_truncation_with_a_kept_checkpoint(db: Path, run, tmp_pat
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM audit_entries WHERE idx >= 3")
         conn.execute("DELETE FROM audit_checkpoints WHERE size > 3")
-    code, _, err = run("audit", "verify", "--db", str(db), "--checkpoint", str(kept))
+    code, _, err = run("audit", "verify", "--db", str(db), "--checkpoint", str(kept), "--unsafe-trust-log-key")
     assert code == 1
     assert "entry 3 truncated" in err
 
@@ -129,7 +129,16 @@ def test_export_and_tail(db: Path, run) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_read_commands_need_an_existing_log(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = run("audit", "verify", "--db", str(tmp_path / "none.db"))
+    code, _, err = run("audit", "verify", "--db", str(tmp_path / "none.db"), "--key", str(tmp_path / "k.jwk"))
     assert code == 2
     assert "MCPS-030" in err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_verify_needs_a_key_kept_apart_or_the_named_unsafe_option(db: Path, run) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run("audit", "verify", "--db", str(db))
+    assert code == 2
+    assert "--key" in err
+    code, _, err = run("audit", "verify", "--db", str(db), "--unsafe-trust-log-key")
+    assert code == 0
+    assert "UNSAFE" in err

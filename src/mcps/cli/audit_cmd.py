@@ -87,7 +87,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = commands.add_parser("verify", help="verify every entry, the chain, every root and checkpoint")
     _add_db(p)
     p.add_argument("--checkpoint", type=Path, metavar="FILE", help="a checkpoint kept elsewhere (detects truncation)")
-    p.add_argument("--key", type=Path, metavar="JWK", help="the log's public key (default: the log's own record)")
+    trust = p.add_mutually_exclusive_group(required=True)
+    trust.add_argument("--key", type=Path, metavar="JWK", help="the log's public key, kept apart from the log")
+    trust.add_argument(
+        "--unsafe-trust-log-key",
+        action="store_true",
+        help="UNSAFE: trust the public key recorded in the log itself (misses a log rebuilt with another key)",
+    )
     p.set_defaults(handler=cmd_verify)
 
     p = commands.add_parser("prove", help="print the evidence file for one entry")
@@ -158,7 +164,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         key: PublicKey = load_public_jwk(args.key) if args.key is not None else log.public_key
         if args.key is None:
             stderr().print(
-                "[yellow]warning:[/] checking against the public key recorded in the log itself; "
+                "[yellow]UNSAFE:[/] checking against the public key recorded in the log itself; "
                 "pass --key LOG.pub.jwk to detect a log rebuilt with another key"
             )
         try:
