@@ -64,15 +64,17 @@ def test_append_refuses_bad_events(db: Path, run) -> None:  # type: ignore[no-un
 def test_key_prints_jwk_and_note_key(db: Path, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = run("audit", "key", "--db", str(db))
     assert code == 0
-    value = json.loads(out)
-    name, key = parse_verifier_key(value["note_key"])
-    assert key.kid == value["jwk"]["kid"]
+    jwk = json.loads(out)
+    code, out, _ = run("audit", "key", "--db", str(db), "--note")
+    assert code == 0
+    name, key = parse_verifier_key(out.strip())
+    assert key.kid == jwk["kid"]
     assert name.startswith("mcps.audit/")
 
 
 def _public_jwk(run, db: Path, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     jwk = tmp_path / "log.pub.jwk"
-    jwk.write_text(json.dumps(json.loads(run("audit", "key", "--db", str(db))[1])["jwk"]))
+    jwk.write_text(run("audit", "key", "--db", str(db))[1])  # the output is the JWK file
     return jwk
 
 

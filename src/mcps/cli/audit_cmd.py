@@ -80,8 +80,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_db(p)
     p.set_defaults(handler=cmd_append)
 
-    p = commands.add_parser("key", help="print the log's public key as JWK and as a signed-note verifier key")
+    p = commands.add_parser("key", help="print the log's public key as a JWK (or, with --note, a note verifier key)")
     _add_db(p)
+    p.add_argument("--note", action="store_true", help="print the C2SP signed-note verifier key instead")
     p.set_defaults(handler=cmd_key)
 
     p = commands.add_parser("verify", help="verify every entry, the chain, every root and checkpoint")
@@ -141,7 +142,10 @@ def cmd_append(args: argparse.Namespace) -> int:
 def cmd_key(args: argparse.Namespace) -> int:
     log = open_log(args, write=False)
     try:
-        print_json({"jwk": log.public_key.to_jwk(), "note_key": verifier_key(log.origin, log.public_key)})
+        if args.note:
+            print(verifier_key(log.origin, log.public_key))
+        else:
+            print_json(log.public_key.to_jwk())
     finally:
         _close(log)
     return EXIT_OK
