@@ -144,3 +144,33 @@ def test_verify_needs_a_key_kept_apart_or_the_named_unsafe_option(db: Path, run)
     code, _, err = run("audit", "verify", "--db", str(db), "--unsafe-trust-log-key")
     assert code == 0
     assert "UNSAFE" in err
+
+
+def test_export_siem_formats(db: Path, run) -> None:  # type: ignore[no-untyped-def]
+    hostile = {"event": "call", "decision": "deny", "code": "MCPS-016", "tool": 'a|b=c\\d"e]\nf'}
+    assert run("audit", "append", "--db", str(db), stdin=json.dumps(hostile).encode())[0] == 0
+    lines = {}
+    for fmt in ("cef", "leef", "syslog"):
+        code, out, _ = run("audit", "export", "--db", str(db), "--format", fmt, "--since", "4")
+        assert code == 0
+        lines[fmt] = out.splitlines()
+        assert len(lines[fmt]) == 2, fmt
+    assert lines["cef"][0].startswith("CEF:0|mcps|mcps|")
+    assert '|call a\\|b=c\\\\d"e]\ufffdf|7|externalId=5 ' in lines["cef"][1]
+    assert 'cs1=a|b\\=c\\\\d"e]\\nf' in lines["cef"][1]
+    assert lines["leef"][1].startswith("LEEF:2.0|mcps|mcps|")
+    assert "|call|x09|index=5\t" in lines["leef"][1]
+    assert 'tool=a|b=c\\\\d"e]\\nf' in lines["leef"][1]
+    assert lines["syslog"][0].startswith("<110>1 ")
+    assert lines["syslog"][1].startswith("<108>1 ")
+    assert ' mcps - call [mcps@32473 index="5" event="call" decision="deny" code="MCPS-016" ' in lines["syslog"][1]
+    assert 'tool="a|b=c\\\\d\\"e\\]\ufffdf"' in lines["syslog"][1]
+
+
+def test_export_siem_refuses_an_unparsable_row(db: Path, run) -> None:  # type: ignore[no-untyped-def]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_entries SET entry = ? WHERE idx = 3", (b"[1]",))
+    code, out, err = run("audit", "export", "--db", str(db), "--format", "cef", "--since", "2")
+    assert code == 1
+    assert "MCPS-033" in err
+    assert out.splitlines()[0].startswith("CEF:0|")

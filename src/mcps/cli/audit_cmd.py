@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 import time
 from pathlib import Path
@@ -19,9 +20,10 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mcps.audit.checkpoint import verifier_key
-from mcps.audit.entry import AuditEvent
+from mcps.audit.entry import AuditEvent, parse_entry
 from mcps.audit.evidence import build_evidence, check_evidence
-from mcps.audit.log import Receipt, load_or_create_log_key
+from mcps.audit.log import Receipt, StoredEntry, load_or_create_log_key
+from mcps.audit.siem import cef_line, leef_line, safe_syslog_name, syslog_line
 from mcps.audit.sql import SqlAuditLog
 from mcps.audit.sqlite_log import SqliteAuditLog, default_key_path
 from mcps.audit.verify import VerifiedLog, verify_log
@@ -114,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = commands.add_parser("export", help="print entries from --since on, one per line")
     _add_db(p)
-    p.add_argument("--format", choices=["jsonl"], default="jsonl")
+    p.add_argument("--format", choices=["jsonl", "cef", "leef", "syslog"], default="jsonl")
     p.add_argument("--since", type=int, default=0, metavar="N", help="first index to export")
     p.set_defaults(handler=cmd_export)
 
@@ -221,12 +223,27 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_entries(log: SqlAuditLog, start: int) -> int:
-    """Print entries from ``start`` on as JSON lines; return the next index."""
+def _siem_line(row: StoredEntry, fmt: str) -> str:
+    """One stored entry as a CEF, LEEF or RFC 5424 line (:mod:`mcps.audit.siem`)."""
+    try:
+        entry = parse_entry(row.data)
+    except ValueError as exc:
+        error = McpsError(ErrorCode.AUDIT_INVALID, detail=f"entry {row.index} does not parse: {exc}")
+        raise Refused(error) from exc
+    if fmt == "cef":
+        return cef_line(entry)
+    if fmt == "leef":
+        return leef_line(entry)
+    return syslog_line(entry, hostname=safe_syslog_name(socket.gethostname()))
+
+
+def _print_entries(log: SqlAuditLog, start: int, fmt: str = "jsonl") -> int:
+    """Print entries from ``start`` on, one line each (stored JSON or a SIEM format); return the next index."""
     while True:
         rows = log.read_entries(start, start + 1000)
         for row in rows:
-            sys.stdout.write(row.data.decode("utf-8") + "\n")
+            line = row.data.decode("utf-8") if fmt == "jsonl" else _siem_line(row, fmt)
+            sys.stdout.write(line + "\n")
         sys.stdout.flush()
         if len(rows) < 1000:
             return start + len(rows)
@@ -238,7 +255,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError("--since must not be negative")
     log = open_log(args, write=False)
     try:
-        _print_entries(log, args.since)
+        _print_entries(log, args.since, args.format)
     finally:
         _close(log)
     return EXIT_OK
