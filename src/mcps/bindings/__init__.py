@@ -6,23 +6,46 @@ Install with the ``mcp`` extra (``pip install 'mcps[mcp]'``).
   transport's streams); tools read the verified sender with :func:`current_caller`.
 * Agent: :func:`signed_stdio_client`, or :class:`SignedTransport` around any SDK client transport, passed to
   ``mcp.Client`` (or their streams to ``ClientSession``).
+* Streamable HTTP: :class:`McpsHttpMiddleware` (or :func:`signed_streamable_http_app`) in front of the SDK's
+  app; :func:`signed_streamable_http_client` for ``mcp.Client``.
 * Both ends are configured by one :class:`ChannelSecurity`: own key and identity, trusted keys, nonce store.
+* Tools: servers sign every tool they list; an agent pins them with a :class:`ToolGuard` built from
+  ``mcps.lock`` (:func:`load_lockfile`), passed as ``tools=`` to the client transport.
 """
 
 from mcps.bindings.caller import Caller, NoVerifiedCaller, current_caller
 from mcps.bindings.channel import ChannelSecurity, SecureChannel
+from mcps.bindings.http import McpsHttpMiddleware, signed_streamable_http_app
+from mcps.bindings.http_client import signed_streamable_http_client
 from mcps.bindings.mcp_client import SignedTransport, signed_stdio_client
 from mcps.bindings.mcp_server import secure_server_streams, serve_stdio, signed_stdio_server
+from mcps.bindings.tools import (
+    ToolDecision,
+    ToolGuard,
+    ToolReport,
+    hold_unpinned,
+    load_lockfile,
+    save_lockfile,
+)
 
 __all__ = [
     "Caller",
     "ChannelSecurity",
+    "McpsHttpMiddleware",
     "NoVerifiedCaller",
     "SecureChannel",
     "SignedTransport",
+    "ToolDecision",
+    "ToolGuard",
+    "ToolReport",
     "current_caller",
+    "hold_unpinned",
+    "load_lockfile",
+    "save_lockfile",
     "secure_server_streams",
     "serve_stdio",
     "signed_stdio_client",
     "signed_stdio_server",
+    "signed_streamable_http_app",
+    "signed_streamable_http_client",
 ]

@@ -14,6 +14,8 @@ never per process, and a tool reads it with :func:`current_caller`::
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -50,6 +52,16 @@ def current_caller() -> Caller:
         return _CALLER.get()
     except LookupError:
         raise NoVerifiedCaller("no verified caller: this code is not running for an mcps-verified request") from None
+
+
+@contextmanager
+def bound_caller(caller: Caller) -> Iterator[None]:
+    """Within this block (and tasks started from it), :func:`current_caller` returns ``caller``."""
+    token = _CALLER.set(caller)
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
 
 
 def context_for(caller: Caller, base: contextvars.Context | None) -> contextvars.Context:

@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from mcps.bindings.caller import Caller
+from mcps.bindings.tools import ToolGuard
 from mcps.core.encoding import is_b64u
 from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, SIG_KEY, KeyResolver, MessageKind, message_kind
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PrivateKey
 from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
+from mcps.core.tools import sign_tool
 from mcps.stores.nonces import NonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
@@ -87,6 +89,7 @@ _DROP: Final = Inbound()
 class _Answer:
     sig: str
     audience: str
+    method: str
 
 
 class SecureChannel:
@@ -95,9 +98,13 @@ class SecureChannel:
     A client knows its peer (the server's identity). A server passes ``peer=None``: the first verified caller
     becomes the connection's peer, and a later message signed by another key is refused (MCPS-029), so
     server→client requests and notifications always have one well-defined audience.
+
+    Tools (SPEC.md §8): every ``tools/list`` result this end answers has each tool signed with its key. A client
+    given a :class:`~mcps.bindings.tools.ToolGuard` (``tools=``) has each verified ``tools/list`` result
+    filtered by it and each ``tools/call`` checked by it before sending (a refusal raises :class:`McpsError`).
     """
 
-    def __init__(self, security: ChannelSecurity, *, peer: str | None) -> None:
+    def __init__(self, security: ChannelSecurity, *, peer: str | None, tools: ToolGuard | None = None) -> None:
         self._security = security
         self._signer = MessageSigner(security.key, lifetime=security.lifetime, clock=security.clock)
         self._verifier = MessageVerifier(
@@ -113,6 +120,8 @@ class SecureChannel:
         self._peer_kid: str | None = None
         self._answers: dict[RequestId, _Answer] = {}  # inbound requests awaiting our answer
         self._awaiting: dict[RequestId, str] = {}  # our requests awaiting the peer's answer: id -> sig
+        self._tools = tools
+        self._listings: set[RequestId] = set()  # our tools/list requests awaiting their answer (with a guard)
 
     @property
     def limits(self) -> Limits:
@@ -156,7 +165,7 @@ class SecureChannel:
                 return self._drop(error)
             return self._refuse_request(message, error)
         # Answers go to the connection's peer: a server learnt it from this caller, a client knows its server's.
-        self._answers[request_id] = _Answer(verified.sig, self._peer or caller.audience)
+        self._answers[request_id] = _Answer(verified.sig, self._peer or caller.audience, message["method"])
         return Inbound(deliver=message, caller=caller)
 
     async def _receive_notification(self, message: dict[str, Any]) -> Inbound:
@@ -169,6 +178,8 @@ class SecureChannel:
             cancelled = (message.get("params") or {}).get("requestId")
             if isinstance(cancelled, str | int):
                 self._answers.pop(cancelled, None)
+        if self._tools is not None:
+            self._tools.notification(message)
         return Inbound(deliver=message, caller=caller)
 
     async def _receive_response(self, message: dict[str, Any]) -> Inbound:
@@ -176,9 +187,13 @@ class SecureChannel:
         request_sig = self._awaiting.pop(request_id, None) if isinstance(request_id, str | int) else None
         if request_sig is None:
             return self._drop(McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {request_id!r} awaiting"))
+        listing = request_id in self._listings
+        self._listings.discard(request_id)
         try:
             verified = await self._verifier.verify_parsed(message, in_reply_to=request_sig)
             self._admit(verified.kid, verified)
+            if listing and self._tools is not None and "result" in message:
+                message = self._tools.filter_result(message, verified.key)
         except McpsError as error:
             _log_refusal(error, "response", request_id)
             return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
@@ -244,6 +259,8 @@ class SecureChannel:
             if answer is None:
                 logger.error("mcps: not sending a response to %r: no verified request with that id", request_id)
                 return None
+            if answer.method == "tools/list" and kind is MessageKind.RESULT:
+                message = self._sign_tools(message)
             return self._signer.sign(message, audience=answer.audience, in_reply_to=answer.sig)
         if self._peer is None:
             logger.error("mcps: not sending %s before a verified peer is known", message.get("method"))
@@ -251,6 +268,10 @@ class SecureChannel:
         if kind is MessageKind.REQUEST and len(self._awaiting) >= MAX_OUTSTANDING:
             logger.error("mcps: not sending %s: too many requests in flight", message.get("method"))
             return None
+        if kind is MessageKind.REQUEST and self._tools is not None:
+            self._tools.check_request(message)  # raises McpsError: refused locally, never sent
+            if message["method"] == "tools/list":
+                self._listings.add(message["id"])
         signed = self._signer.sign(message, audience=self._peer)
         if kind is MessageKind.REQUEST:
             self._awaiting[message["id"]] = signed["params"]["_meta"][SIG_KEY]["sig"]
@@ -258,7 +279,24 @@ class SecureChannel:
             cancelled = (message.get("params") or {}).get("requestId")
             if isinstance(cancelled, str | int):
                 self._awaiting.pop(cancelled, None)
+                self._listings.discard(cancelled)
         return signed
+
+    def _sign_tools(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A ``tools/list`` result with each tool definition signed by this end's key (SPEC.md §8.1)."""
+        result = message["result"]
+        tools = result.get("tools")
+        if not isinstance(tools, list):
+            return message
+        now = self._security.clock()
+        signed = []
+        for tool in tools:
+            try:
+                signed.append(sign_tool(tool, self._security.key, now=now))
+            except (McpsError, ValueError, TypeError, AttributeError):  # sent unsigned: clients block it
+                logger.error("mcps: a tools/list entry is not a valid tool definition; sent unsigned")  # noqa: TRY400
+                signed.append(tool)
+        return {**message, "result": {**result, "tools": signed}}
 
 
 def _looks_like_request(message: dict[str, Any]) -> bool:

@@ -30,6 +30,7 @@ from mcp.client.stdio import StdioServerParameters, get_default_environment
 
 from mcps.bindings.channel import ChannelSecurity, SecureChannel
 from mcps.bindings.streams import secure_frame_streams, secure_message_streams
+from mcps.bindings.tools import ToolGuard
 
 __all__ = ["SignedTransport", "signed_stdio_client"]
 
@@ -47,9 +48,11 @@ class SignedTransport:
     audience, binding and replay are. For stdio use :func:`signed_stdio_client`, which also parses strictly.
     """
 
-    def __init__(self, inner: Transport, security: ChannelSecurity, *, server_identity: str) -> None:
+    def __init__(
+        self, inner: Transport, security: ChannelSecurity, *, server_identity: str, tools: ToolGuard | None = None
+    ) -> None:
         self._inner = inner
-        self._channel = SecureChannel(security, peer=server_identity)
+        self._channel = SecureChannel(security, peer=server_identity, tools=tools)
         self._streams: AbstractAsyncContextManager[TransportStreams] | None = None
 
     async def __aenter__(self) -> TransportStreams:
@@ -73,9 +76,11 @@ class SignedTransport:
 
 @asynccontextmanager
 async def signed_stdio_client(
-    server: StdioServerParameters, security: ChannelSecurity, *, server_identity: str
+    server: StdioServerParameters, security: ChannelSecurity, *, server_identity: str, tools: ToolGuard | None = None
 ) -> AsyncIterator[TransportStreams]:
     """Spawn an MCP server and talk to it over stdio, every line strictly parsed, verified and signed.
+
+    ``tools`` pins the server's tool definitions (:class:`~mcps.bindings.tools.ToolGuard`, from ``mcps.lock``).
 
     The server's stderr is inherited. On exit its stdin is closed, then it is terminated, then killed, each
     step bounded by a short timeout.
@@ -85,7 +90,7 @@ async def signed_stdio_client(
     process = await anyio.open_process(
         command, env=get_default_environment() | (server.env or {}), cwd=cwd, stderr=None
     )
-    channel = SecureChannel(security, peer=server_identity)
+    channel = SecureChannel(security, peer=server_identity, tools=tools)
     stdout, stdin = process.stdout, process.stdin
     if stdout is None or stdin is None:  # pragma: no cover - open_process always pipes both by default
         raise RuntimeError("server process has no stdio pipes")

@@ -27,6 +27,7 @@ from typing import Any, Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared._stream_protocols import ReadStream, WriteStream
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import INVALID_REQUEST, jsonrpc_message_adapter
 from pydantic import ValidationError
@@ -132,7 +133,10 @@ class _SignedWriteStream:
         if self._closed:
             raise anyio.ClosedResourceError
         message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
-        signed = self._channel.send(message)
+        try:
+            signed = self._channel.send(message)
+        except McpsError as error:  # refused locally (e.g. a call to a blocked tool): the caller gets the code
+            raise MCPError(**error.to_jsonrpc_error()) from None
         if signed is not None:
             await self._forward(signed, item)
 

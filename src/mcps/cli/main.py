@@ -39,6 +39,7 @@ COMMAND_MODULES: Final = (
     "mcps.cli.message_cmd",
     "mcps.cli.identity_cmd",
     "mcps.cli.audit_cmd",
+    "mcps.cli.pin_cmd",
 )
 """Modules that add commands: each has ``register(subparsers) -> None``. Add one line per command group."""
 

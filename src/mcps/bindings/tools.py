@@ -1,0 +1,237 @@
+"""Tool pinning in a signed client: what the application sees of ``tools/list``, and which tools it may call.
+
+::
+
+    lock = load_lockfile("mcps.lock")
+    guard = ToolGuard(lock.server("urn:example:files"), on_report=print)
+    transport = signed_stdio_client(params, security, server_identity="urn:example:files", tools=guard)
+
+The signed channel hands the guard every verified ``tools/list`` result, every
+``notifications/tools/list_changed`` and every outgoing ``tools/call``. For each listed tool the guard
+
+1. verifies its signature (``mcps/tool-sig``) against the key that signed the response — the pinned server
+   key; an unsigned or badly signed tool is blocked (``invalid``, MCPS-008);
+2. compares its pin hash with the lock (:func:`mcps.core.tools.compare_tools`): ``pinned`` passes;
+   ``changed`` is blocked (MCPS-008); ``new`` and ``renamed`` are held unless ``approve`` says yes (the
+   default, :func:`hold_unpinned`, holds them: fail closed).
+
+Blocked and held tools are removed from the result the SDK (and so the application) receives, and a
+``tools/call`` to any tool that is not currently allowed is refused locally with MCPS-008 — never sent. After
+``notifications/tools/list_changed`` every call is refused until the tools are listed again. Each listing
+produces a :class:`ToolReport` (``guard.report``, the ``on_report`` callback, and log lines on the
+``mcps.bindings.tools`` logger: WARNING for each blocked or held tool).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.keys import PublicKey
+from mcps.core.tools import (
+    Lockfile,
+    PinHash,
+    ServerPins,
+    ToolFinding,
+    ToolStatus,
+    compare_tools,
+    dump_lockfile,
+    parse_lockfile,
+    pin_hash,
+    removed_tools,
+    verify_tool,
+)
+
+__all__ = [
+    "ApprovalPolicy",
+    "ToolDecision",
+    "ToolGuard",
+    "ToolReport",
+    "hold_unpinned",
+    "load_lockfile",
+    "save_lockfile",
+]
+
+logger = logging.getLogger("mcps.bindings.tools")
+
+ApprovalPolicy = Callable[[ToolFinding], bool]
+"""Decides on a ``new`` or ``renamed`` tool: ``True`` lets the application see and call it."""
+
+_APPROVABLE: Final = frozenset({ToolStatus.NEW, ToolStatus.RENAMED})
+
+
+def hold_unpinned(_finding: ToolFinding) -> bool:
+    """The default policy: approve nothing that is not pinned (new and renamed tools are held)."""
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDecision:
+    """One listed tool: what it is (``finding``) and whether the application may see and call it."""
+
+    finding: ToolFinding
+    allowed: bool
+
+    @property
+    def name(self) -> str:
+        return self.finding.name
+
+
+@dataclass(frozen=True, slots=True)
+class ToolReport:
+    """The outcome of one ``tools/list`` result. ``removed`` is filled only for a complete listing."""
+
+    decisions: tuple[ToolDecision, ...]
+    removed: tuple[str, ...] = ()
+    complete: bool = True
+
+    def names(self, status: ToolStatus) -> list[str]:
+        return [decision.name for decision in self.decisions if decision.finding.status is status]
+
+    @property
+    def allowed(self) -> list[str]:
+        return [decision.name for decision in self.decisions if decision.allowed]
+
+    @property
+    def refused(self) -> list[ToolDecision]:
+        """Blocked (changed, invalid) and held (new, renamed, not approved) tools."""
+        return [decision for decision in self.decisions if not decision.allowed]
+
+    @property
+    def clean(self) -> bool:
+        """True when every listed tool is pinned and unchanged and no pinned tool is missing."""
+        return all(decision.finding.status is ToolStatus.PINNED for decision in self.decisions) and not self.removed
+
+
+class ToolGuard:
+    """Per-connection tool pinning for a signed client. ``pins`` is this server's lock entry (``None``: none)."""
+
+    def __init__(
+        self,
+        pins: ServerPins | None,
+        *,
+        approve: ApprovalPolicy = hold_unpinned,
+        on_report: Callable[[ToolReport], None] | None = None,
+    ) -> None:
+        self._pins = pins
+        self._approve = approve
+        self._on_report = on_report
+        self._allowed: dict[str, PinHash] = {}
+        self._listing: list[ToolFinding] = []  # findings of the listing in progress (pages so far)
+        self._stale = False
+        self.report: ToolReport | None = None
+
+    @property
+    def allowed(self) -> Mapping[str, PinHash]:
+        """Tools the application may call now, with their pin hashes (what ``mcps pin`` records)."""
+        return dict(self._allowed)
+
+    # --- hooks called by the signed channel ---------------------------------------------------------------------
+
+    def check_request(self, message: Mapping[str, Any]) -> None:
+        """Before a request is sent: refuse (MCPS-008) a ``tools/call`` to a tool that is not allowed now."""
+        method = message.get("method")
+        params = message.get("params") or {}
+        if method == "tools/list" and not params.get("cursor"):
+            self._listing = []
+        if method != "tools/call":
+            return
+        name = params.get("name")
+        if self._stale:
+            raise McpsError(
+                ErrorCode.TOOL_CHANGED, "tool list changed: list tools again before calling", detail=f"call {name!r}"
+            )
+        if not isinstance(name, str) or name not in self._allowed:
+            raise McpsError(
+                ErrorCode.TOOL_CHANGED,
+                "tool is not pinned or approved",
+                detail=f"call to {name!r} refused locally: not in the verified, approved tool list",
+            )
+
+    def notification(self, message: Mapping[str, Any]) -> None:
+        """A verified notification from the server: ``tools/list_changed`` makes the tool list stale."""
+        if message.get("method") == "notifications/tools/list_changed":
+            logger.warning("mcps: server says its tools changed; calls are held until tools are listed again")
+            self._stale = True
+
+    def filter_result(self, message: dict[str, Any], key: PublicKey) -> dict[str, Any]:
+        """A verified ``tools/list`` result signed with ``key``: return it without blocked and held tools."""
+        result = message["result"]
+        tools = result.get("tools")
+        if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+            raise McpsError(ErrorCode.TOOL_CHANGED, "tool list is malformed", detail="result.tools is not a list")
+        decisions = [self._decide(finding) for finding in self._findings(tools, key)]
+        complete = not result.get("nextCursor")
+        self._listing.extend(decision.finding for decision in decisions)
+        removed = tuple(removed_tools(self._pins, self._listing)) if complete else ()
+        kept = []
+        for tool, decision in zip(tools, decisions, strict=True):
+            if decision.allowed:
+                kept.append(tool)
+                self._allowed[decision.name] = pin_hash(tool)
+            else:
+                self._allowed.pop(decision.name, None)
+        if complete:
+            listed = {finding.name for finding in self._listing}
+            self._allowed = {name: pin for name, pin in self._allowed.items() if name in listed}
+            self._stale = False
+        self._publish(ToolReport(tuple(decisions), removed, complete))
+        return {**message, "result": {**result, "tools": kept}}
+
+    # --- internals ----------------------------------------------------------------------------------------------
+
+    def _findings(self, tools: list[dict[str, Any]], key: PublicKey) -> list[ToolFinding]:
+        signed: list[dict[str, Any]] = []
+        invalid: dict[int, ToolFinding] = {}
+        for index, tool in enumerate(tools):
+            try:
+                verify_tool(tool, key)
+            except McpsError as error:
+                name = tool.get("name")
+                invalid[index] = ToolFinding(
+                    name if isinstance(name, str) else "", ToolStatus.INVALID, None, detail=error.diagnostics()
+                )
+                continue
+            signed.append(tool)
+        compared = iter(compare_tools(self._pins, signed, kid=key.kid))
+        return [invalid[index] if index in invalid else next(compared) for index in range(len(tools))]
+
+    def _decide(self, finding: ToolFinding) -> ToolDecision:
+        if finding.status is ToolStatus.PINNED:
+            return ToolDecision(finding, allowed=True)
+        allowed = finding.status in _APPROVABLE and self._approve(finding)
+        return ToolDecision(finding, allowed=allowed)
+
+    def _publish(self, report: ToolReport) -> None:
+        self.report = report
+        for decision in report.refused:
+            finding = decision.finding
+            what = "held" if finding.status in _APPROVABLE else "blocked"
+            renamed = f" (renamed from {finding.previous!r})" if finding.previous is not None else ""
+            code = ErrorCode.TOOL_CHANGED.mcps
+            logger.warning("mcps %s tool %r: %s%s [%s]", what, finding.name, finding.status.value, renamed, code)
+        for name in report.removed:
+            logger.warning("mcps: pinned tool %r is no longer listed", name)
+        if self._on_report is not None:
+            self._on_report(report)
+
+
+def load_lockfile(path: str | os.PathLike[str]) -> Lockfile:
+    """Read ``mcps.lock``; a missing file is an empty lock (nothing pinned: every tool is new)."""
+    file = Path(path)
+    if not file.exists():
+        return Lockfile()
+    return parse_lockfile(file.read_bytes())
+
+
+def save_lockfile(lock: Lockfile, path: str | os.PathLike[str]) -> None:
+    """Write ``mcps.lock`` atomically (a temporary file renamed over the old one)."""
+    file = Path(path)
+    temporary = file.with_name(file.name + ".tmp")
+    temporary.write_text(dump_lockfile(lock), encoding="utf-8")
+    os.replace(temporary, file)

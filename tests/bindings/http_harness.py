@@ -1,0 +1,173 @@
+"""Streamable HTTP test harness: an mcps-wrapped MCPServer and an attacker relay, each on a real uvicorn server
+bound to 127.0.0.1 on a free port, started and stopped by the test."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcps import PrivateKey
+from mcps.bindings import ChannelSecurity, current_caller
+from mcps.bindings.http import signed_streamable_http_app
+from mcps.core.envelope import sign_message
+
+STARTUP_TIMEOUT = 10
+
+
+def signed_app(security: ChannelSecurity, calls: list[dict[str, Any]], *, json_response: bool) -> ASGIApp:
+    """A fresh MCPServer with tools that record every call (and the verified caller), wrapped with mcps."""
+    server = MCPServer("mcps-http-test")
+
+    @server.tool()
+    def safe(text: str) -> str:
+        """Echo the text back."""
+        calls.append({"tool": "safe", "caller": current_caller().kid, "text": text})
+        return f"echo: {text}"
+
+    @server.tool()
+    def rm_rf(text: str) -> str:
+        """A tool no attacker may reach."""
+        calls.append({"tool": "rm_rf", "caller": current_caller().kid, "text": text})
+        return "deleted everything"
+
+    return signed_streamable_http_app(server, security, json_response=json_response)
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator[str]:
+    """Run ``app`` on uvicorn at 127.0.0.1 on a free port; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, ws="none", http="h11")
+    server = uvicorn.Server(config)
+    with sock:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(server.serve, [sock])
+            try:
+                with anyio.fail_after(STARTUP_TIMEOUT):
+                    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+                        await anyio.sleep(0.01)
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                server.should_exit = True
+
+
+def _messages(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    if content_type.startswith("application/json"):
+        return [json.loads(body)] if body else []
+    return [json.loads(line[5:]) for line in body.splitlines() if line.startswith(b"data:") and line[5:].strip()]
+
+
+def _rewrite(body: bytes, content_type: str, change: Any) -> bytes:
+    """``body`` (JSON or SSE) with each JSON-RPC message replaced by ``change(message)``."""
+    if content_type.startswith("application/json"):
+        return json.dumps(change(json.loads(body))).encode()
+    lines = []
+    for line in body.splitlines():
+        if line.startswith(b"data:") and line[5:].strip():
+            lines.append(b"data: " + json.dumps(change(json.loads(line[5:]))).encode())
+        else:
+            lines.append(line)
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+class Relay:
+    """The attacker between agent and server (ASGI). Attacks apply to ``tools/call`` traffic only.
+
+    Modes: pass, modify-param, replay-request, strip-signature, swap-key, duplicate-key, replay-response,
+    strip-response-signature, duplicate-key-response. ``replayed`` holds (status, messages) of what the server
+    answered a replay.
+    """
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        self.upstream = upstream
+        self.mode = mode
+        self.attacker = PrivateKey.generate()
+        self.replayed: list[tuple[int, list[dict[str, Any]]]] = []
+        self._first_response: tuple[Any, bytes] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in (b"host", b"content-length")]
+        url = self.upstream + scope["path"]
+        posted = json.loads(body) if scope["method"] == "POST" and body else None
+        is_call = isinstance(posted, dict) and posted.get("method") == "tools/call"
+        if is_call:
+            body = self._to_server(posted, body)
+        async with httpx2.AsyncClient(timeout=STARTUP_TIMEOUT) as client:
+            if scope["method"] == "GET":  # the session's server→client stream: relayed as it comes
+                async with client.stream("GET", url, headers=headers) as response:
+                    await send(
+                        {"type": "http.response.start", "status": response.status_code, "headers": _headers(response)}
+                    )
+                    async for chunk in response.aiter_raw():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            response = await client.request(scope["method"], url, content=body, headers=headers)
+            if is_call and self.mode == "replay-request":
+                again = await client.request(scope["method"], url, content=body, headers=headers)
+                content_type = again.headers.get("content-type", "")
+                self.replayed.append((again.status_code, _messages(again.content, content_type)))
+        out = response.content
+        if is_call:
+            out = self._to_agent(posted["id"], out, response.headers.get("content-type", ""))
+        response_headers = [(k, v) for k, v in _headers(response) if k != b"content-length"]
+        response_headers.append((b"content-length", str(len(out)).encode()))
+        await send({"type": "http.response.start", "status": response.status_code, "headers": response_headers})
+        await send({"type": "http.response.body", "body": out, "more_body": False})
+
+    def _to_server(self, message: dict[str, Any], body: bytes) -> bytes:
+        if self.mode == "modify-param":
+            message["params"]["arguments"]["text"] = "tampered"
+        elif self.mode == "strip-signature":
+            del message["params"]["_meta"]["mcps/sig"]
+        elif self.mode == "swap-key":
+            audience = message["params"]["_meta"]["mcps/sig"]["aud"]
+            message = sign_message(message, self.attacker, audience=audience, now=time.time())
+        elif self.mode == "duplicate-key":
+            return body.replace(b'"name":"safe"', b'"name":"safe","name":"rm_rf"', 1)
+        else:
+            return body
+        return json.dumps(message).encode()
+
+    def _to_agent(self, request_id: Any, body: bytes, content_type: str) -> bytes:
+        if self.mode == "replay-response":
+            if self._first_response is None:
+                self._first_response = (content_type, body)
+                return body
+            first_type, first = self._first_response
+            return _rewrite(first, first_type, lambda m: {**m, "id": request_id} if "id" in m else m)
+        if self.mode == "duplicate-key-response":
+            return body.replace(b'"isError":false', b'"isError":false,"isError":true', 1)
+        if self.mode == "strip-response-signature":
+
+            def strip(message: dict[str, Any]) -> dict[str, Any]:
+                message.get("result", {}).get("_meta", {}).pop("mcps/sig", None)
+                return message
+
+            return _rewrite(body, content_type, strip)
+        return body
+
+
+def _headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
+    skip = {"content-length", "transfer-encoding", "connection"}
+    return [(k.encode(), v.encode()) for k, v in response.headers.multi_items() if k.lower() not in skip]
