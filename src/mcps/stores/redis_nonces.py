@@ -29,9 +29,33 @@ from redis.exceptions import RedisError
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId
 
-__all__ = ["DEFAULT_PREFIX", "RedisNonceStore"]
+__all__ = ["DEFAULT_PREFIX", "RedisNonceStore", "fail_fast_client"]
 
 DEFAULT_PREFIX: Final = "mcps:nonce:"
+
+
+def fail_fast_client(
+    url: str,
+    *,
+    socket_timeout: float = 1.0,
+    socket_connect_timeout: float = 1.0,
+    retries: int = 1,
+    **client_options: Any,
+) -> redis.asyncio.Redis:
+    """A client for ``url`` whose calls fail within about ``(retries + 1) × socket_timeout`` when Redis is down.
+
+    redis-py's default (many retries with backoff) could stall each security check for seconds; mcps stores
+    refuse quickly instead (MCPS-030). ``client_options`` go to :meth:`redis.asyncio.Redis.from_url`.
+    """
+    if retries < 0:
+        raise ValueError("retries must not be negative")
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries),
+        **client_options,
+    )
 
 
 class RedisNonceStore:
@@ -67,15 +91,10 @@ class RedisNonceStore:
         The defaults bound how long a claim can wait on a Redis that is down: about
         ``(retries + 1) × socket_timeout``. ``client_options`` are passed to :meth:`redis.asyncio.Redis.from_url`.
         """
-        if retries < 0:
-            raise ValueError("retries must not be negative")
-        client = redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries),
+        client = fail_fast_client(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout, retries=retries,
             **client_options,
-        )
+        )  # fmt: skip
         return cls(client, prefix=prefix)
 
     def key(self, kid: KeyId, nonce: str) -> str:

@@ -15,12 +15,11 @@ from collections.abc import Collection
 from typing import Any, Final
 
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.identity.revocation import RevocationKey
+from mcps.stores.redis_nonces import fail_fast_client
 
 __all__ = ["DEFAULT_PREFIX", "RedisRevocationStore"]
 
@@ -64,13 +63,10 @@ class RedisRevocationStore:
         **client_options: Any,
     ) -> RedisRevocationStore:
         """A store on a new client with short timeouts, so a Redis that is down refuses calls quickly."""
-        client = redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries),
+        client = fail_fast_client(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout, retries=retries,
             **client_options,
-        )
+        )  # fmt: skip
         return cls(client, prefix=prefix)
 
     def key(self, entry: RevocationKey) -> str:
