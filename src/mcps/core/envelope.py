@@ -44,6 +44,7 @@ __all__ = [
     "PinnedKeys",
     "SignatureBlock",
     "authenticate",
+    "block_container",
     "message_kind",
     "request_binding",
     "sign_message",
@@ -146,6 +147,15 @@ def _container(message: Mapping[str, Any], kind: MessageKind) -> Any:
         params = message.get("params")
         holder = params.get("_meta") if isinstance(params, dict) else None
     return holder if isinstance(holder, dict) else None
+
+
+def block_container(message: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The object that holds (or would hold) the block: ``params._meta``, ``result._meta`` or ``error.data``.
+
+    ``None`` when it is absent or not an object. Raises MCPS-025 for a message that is not JSON-RPC.
+    """
+    container: dict[str, Any] | None = _container(message, message_kind(message))
+    return container
 
 
 def _copy_with_container(message: Mapping[str, Any], kind: MessageKind) -> tuple[dict[str, Any], dict[str, Any]]:

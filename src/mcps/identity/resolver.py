@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from mcps.core.envelope import DEFAULT_SKEW, SIG_KEY, KeyResolver
+from mcps.core.envelope import DEFAULT_SKEW, SIG_KEY, KeyResolver, block_container
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PublicKey
 from mcps.identity.anchors import AnchorSource
@@ -83,19 +83,6 @@ def attach_passport(message: Mapping[str, Any], passport: str, chain: Sequence[s
     return copy
 
 
-def _container(message: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    if "method" in message:
-        params = message.get("params")
-        holder = params.get("_meta") if isinstance(params, dict) else None
-    elif isinstance(message.get("result"), dict):
-        holder = message["result"].get("_meta")
-    elif isinstance(message.get("error"), dict):
-        holder = message["error"].get("data")
-    else:
-        holder = None
-    return holder if isinstance(holder, dict) and SIG_KEY in holder else None
-
-
 class PassportResolver:
     """Resolves the signing key of a message from its passport (or ``pinned`` keys when it carries none).
 
@@ -127,8 +114,8 @@ class PassportResolver:
 
     def resolve(self, kid: KeyId, message: Mapping[str, Any], *, now: float) -> PublicKey:
         """:class:`~mcps.core.envelope.KeyResolver`: the passport's key, checked at the verifier's ``now``."""
-        container = _container(message)
-        if container is None or container.get(PASSPORT_KEY) is None:
+        container = block_container(message)
+        if container is None or SIG_KEY not in container or container.get(PASSPORT_KEY) is None:
             if self._pinned is None:
                 raise McpsError(ErrorCode.UNKNOWN_KEY, detail="no passport and no pinned key")
             return self._pinned.resolve(kid, message, now=now)
