@@ -20,24 +20,40 @@ from mcps import PrivateKey
 from mcps.bindings import ChannelSecurity, current_caller
 from mcps.bindings.http import signed_streamable_http_app
 from mcps.core.envelope import sign_message
+from mcps.identity.grants import mint_grant
+from mcps.identity.passports import parse_passport
 
 STARTUP_TIMEOUT = 10
 
 
-def signed_app(security: ChannelSecurity, calls: list[dict[str, Any]], *, json_response: bool) -> ASGIApp:
-    """A fresh MCPServer with tools that record every call (and the verified caller), wrapped with mcps."""
+def signed_app(
+    security: ChannelSecurity, calls: list[dict[str, Any]], *, json_response: bool, identities: bool = False
+) -> ASGIApp:
+    """A fresh MCPServer with tools that record every call (and the verified caller), wrapped with mcps.
+
+    With ``identities`` each record also holds the caller's identity, level, scopes and grant.
+    """
     server = MCPServer("mcps-http-test")
+
+    def record(tool: str, text: str) -> None:
+        caller = current_caller()
+        entry: dict[str, Any] = {"tool": tool, "caller": caller.kid, "text": text}
+        if identities:
+            grant = caller.grant
+            entry |= {"identity": caller.identity, "level": caller.level, "scopes": sorted(caller.scopes)}
+            entry["grant"] = None if grant is None else {"tool": grant.tool, "sub": grant.agent_id}
+        calls.append(entry)
 
     @server.tool()
     def safe(text: str) -> str:
         """Echo the text back."""
-        calls.append({"tool": "safe", "caller": current_caller().kid, "text": text})
+        record("safe", text)
         return f"echo: {text}"
 
     @server.tool()
     def rm_rf(text: str) -> str:
         """A tool no attacker may reach."""
-        calls.append({"tool": "rm_rf", "caller": current_caller().kid, "text": text})
+        record("rm_rf", text)
         return "deleted everything"
 
     return signed_streamable_http_app(server, security, json_response=json_response)
@@ -86,13 +102,15 @@ class Relay:
     """The attacker between agent and server (ASGI). Attacks apply to ``tools/call`` traffic only.
 
     Modes: pass, modify-param, replay-request, strip-signature, swap-key, duplicate-key, replay-response,
-    strip-response-signature, duplicate-key-response. ``replayed`` holds (status, messages) of what the server
-    answered a replay.
+    strip-response-signature, duplicate-key-response; and ``grant``: the relay is a gateway holding ``gateway``
+    (a key) and adds a per-call grant for exactly the call. ``replayed`` holds (status, messages) of what the
+    server answered a replay.
     """
 
-    def __init__(self, upstream: str, mode: str) -> None:
+    def __init__(self, upstream: str, mode: str, *, gateway: PrivateKey | None = None) -> None:
         self.upstream = upstream
         self.mode = mode
+        self.gateway = gateway
         self.attacker = PrivateKey.generate()
         self.replayed: list[tuple[int, list[dict[str, Any]]]] = []
         self._first_response: tuple[Any, bytes] | None = None
@@ -145,6 +163,19 @@ class Relay:
             message = sign_message(message, self.attacker, audience=audience, now=time.time())
         elif self.mode == "duplicate-key":
             return body.replace(b'"name":"safe"', b'"name":"safe","name":"rm_rf"', 1)
+        elif self.mode == "grant" and self.gateway is not None:
+            params, meta = message["params"], message["params"]["_meta"]
+            meta["mcps/grant"] = mint_grant(
+                self.gateway,
+                iss="urn:mcps:test:gateway",
+                sub=parse_passport(meta["mcps/passport"]).claims.sub,
+                aud=meta["mcps/sig"]["aud"],
+                tool=params["name"],
+                arguments=params.get("arguments"),
+                request_sig=meta["mcps/sig"]["sig"],
+                level=2,
+                now=time.time(),
+            )
         else:
             return body
         return json.dumps(message).encode()

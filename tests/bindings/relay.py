@@ -12,6 +12,12 @@ handshake passes and the attack is on a call:
   duplicate-key              smuggle a second "name" key: {"name":"safe","name":"rm_rf"}
   strip-response-signature   remove the mcps/sig block of the call's response
 
+as a gateway (it holds the gateway's key, MCPS_TEST_DIR/gateway.pem, and adds a per-call grant outside the
+agent's signature):
+
+  grant                      a grant for exactly the call
+  grant-other-arguments      a grant for the same tool with other arguments
+
 and to tools/list results (``-signed``: the relay holds the server's key, MCPS_TEST_DIR/server.pem, and
 re-signs the message, so only the tool's own signature and its pin stand in the way):
 
@@ -35,6 +41,8 @@ from mcps import PrivateKey
 from mcps.core.envelope import sign_message
 from mcps.core.keys import load_private_key
 from mcps.core.tools import sign_tool
+from mcps.identity.grants import mint_grant
+from mcps.identity.passports import parse_passport
 
 MODE = sys.argv[1]
 COMMAND = sys.argv[sys.argv.index("--") + 1 :]
@@ -63,9 +71,28 @@ def to_server(line: bytes) -> list[bytes]:
         message = sign_message(message, ATTACKER, audience=audience, now=time.time())
     elif MODE == "duplicate-key":
         return [line.replace(b'"name":"safe"', b'"name":"safe","name":"rm_rf"', 1)]
+    elif MODE.startswith("grant"):
+        add_grant(message)
     else:
         return [line]
     return [json.dumps(message).encode() + b"\n"]
+
+
+def add_grant(message: dict[str, Any]) -> None:
+    gateway = load_private_key(os.path.join(os.environ["MCPS_TEST_DIR"], "gateway.pem"))
+    params, meta = message["params"], message["params"]["_meta"]
+    arguments = {"text": "something else"} if MODE == "grant-other-arguments" else params.get("arguments")
+    meta["mcps/grant"] = mint_grant(
+        gateway,
+        iss="urn:mcps:test:gateway",
+        sub=parse_passport(meta["mcps/passport"]).claims.sub,
+        aud=meta["mcps/sig"]["aud"],
+        tool=params["name"],
+        arguments=arguments,
+        request_sig=meta["mcps/sig"]["sig"],
+        level=2,
+        now=time.time(),
+    )
 
 
 def tamper_tools(message: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 Environment: MCPS_TEST_DIR holds server.pem (its key, a test key made per run) and agent.jwk (the one trusted
 agent key). Every tool call is appended to calls.jsonl there, every mcps refusal to refusals.log, so a test
 can check that an attack reached no tool and was refused with its code.
+
+With MCPS_TEST_TRUST=passport the server trusts agents through passports instead: the trust anchors are
+anchors.jwks (minimum level L2), and calls to rm_rf need a per-call grant from the gateway key gateway.jwk.
+Each recorded call then also holds the caller's agent id, level, scopes and grant (all test keys, made per run).
 """
 
 from __future__ import annotations
@@ -16,17 +20,31 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from mcps import MemoryNonceStore, PinnedKeys
-from mcps.bindings import ChannelSecurity, current_caller, serve_stdio
+from mcps.bindings import ChannelSecurity, GrantRequirement, current_caller, serve_stdio
+from mcps.core.envelope import KeyResolver
 from mcps.core.keys import load_private_key, load_public_jwk
+from mcps.identity.anchors import TrustAnchors
+from mcps.identity.grants import GrantVerifier
+from mcps.identity.resolver import PassportResolver
+from mcps.identity.revocation import MemoryRevocationStore
 
 SERVER_IDENTITY = "urn:mcps:test:server"
 state = Path(os.environ["MCPS_TEST_DIR"])
+passports = os.environ.get("MCPS_TEST_TRUST") == "passport"
 server = MCPServer("mcps-test")
 
 
 def record(tool: str, **arguments: str) -> None:
+    caller = current_caller()
+    entry = {"tool": tool, "caller": caller.kid, **arguments}
+    if passports:
+        grant = caller.grant
+        entry["identity"] = caller.identity
+        entry["level"] = caller.level
+        entry["scopes"] = sorted(caller.scopes)
+        entry["grant"] = None if grant is None else {"tool": grant.tool, "iss": grant.iss, "sub": grant.agent_id}
     with (state / "calls.jsonl").open("a", encoding="utf-8") as calls:
-        calls.write(json.dumps({"tool": tool, "caller": current_caller().kid, **arguments}) + "\n")
+        calls.write(json.dumps(entry) + "\n")
 
 
 @server.tool()
@@ -45,19 +63,30 @@ def rm_rf(text: str) -> str:
 
 @server.tool()
 def whoami() -> str:
-    """The verified caller's key id."""
+    """The verified caller's identity: its agent id with a passport, else its key id."""
     record("whoami")
-    return current_caller().kid
+    return current_caller().identity
 
 
 def main() -> None:
     handler = logging.FileHandler(state / "refusals.log", encoding="utf-8")
     logging.getLogger("mcps.bindings").addHandler(handler)
+    nonces = MemoryNonceStore()
+    trusted: KeyResolver = PinnedKeys([load_public_jwk(state / "agent.jwk")])
+    grants = None
+    if passports:
+        anchors = TrustAnchors.load(state / "anchors.jwks")
+        trusted = PassportResolver(anchors=anchors, audience=SERVER_IDENTITY, revocations=MemoryRevocationStore())
+        gateway = GrantVerifier(
+            issuers=[load_public_jwk(state / "gateway.jwk")], audience=SERVER_IDENTITY, nonces=nonces
+        )
+        grants = GrantRequirement(gateway, tools={"rm_rf"})
     security = ChannelSecurity(
         key=load_private_key(state / "server.pem"),
         identity=SERVER_IDENTITY,
-        trusted=PinnedKeys([load_public_jwk(state / "agent.jwk")]),
-        nonces=MemoryNonceStore(),
+        trusted=trusted,
+        nonces=nonces,
+        grants=grants,
     )
     anyio.run(serve_stdio, server, security)
 

@@ -8,13 +8,16 @@ Install with the ``mcp`` extra (``pip install 'mcps[mcp]'``).
   ``mcp.Client`` (or their streams to ``ClientSession``).
 * Streamable HTTP: :class:`McpsHttpMiddleware` (or :func:`signed_streamable_http_app`) in front of the SDK's
   app; :func:`signed_streamable_http_client` for ``mcp.Client``.
-* Both ends are configured by one :class:`ChannelSecurity`: own key and identity, trusted keys, nonce store.
+* Both ends are configured by one :class:`ChannelSecurity`: own key, identity and passport, trusted keys or
+  trust anchors (:class:`~mcps.identity.PassportResolver`), nonce store, and for a server the tools that need a
+  per-call grant (:class:`GrantRequirement`).
 * Tools: servers sign every tool they list; an agent pins them with a :class:`ToolGuard` built from
   ``mcps.lock`` (:func:`load_lockfile`), passed as ``tools=`` to the client transport.
 """
 
 from mcps.bindings.caller import Caller, NoVerifiedCaller, current_caller
 from mcps.bindings.channel import ChannelSecurity, SecureChannel
+from mcps.bindings.grants import GrantRequirement
 from mcps.bindings.http import McpsHttpMiddleware, signed_streamable_http_app
 from mcps.bindings.http_client import signed_streamable_http_client
 from mcps.bindings.mcp_client import SignedTransport, signed_stdio_client
@@ -31,6 +34,7 @@ from mcps.bindings.tools import (
 __all__ = [
     "Caller",
     "ChannelSecurity",
+    "GrantRequirement",
     "McpsHttpMiddleware",
     "NoVerifiedCaller",
     "SecureChannel",

@@ -8,7 +8,13 @@ never per process, and a tool reads it with :func:`current_caller`::
     @server.tool()
     def delete(path: str) -> str:
         caller = current_caller()          # raises outside a verified request
-        audit(caller.kid, path)
+        if "files:delete" not in caller.scopes:
+            raise PermissionError("not allowed")
+        audit(caller.identity, caller.level, caller.grant, path)
+
+A caller known through its passport (:class:`~mcps.identity.PassportResolver`) has an agent id, an effective
+trust level and scopes; a caller known only by a pinned key has its kid as identity, no level and no scopes.
+``grant`` is the verified per-call grant when the server requires or received one (:mod:`mcps.bindings.grants`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from mcps.core.keys import KeyId, PublicKey
+from mcps.identity.chains import VerifiedAgent
+from mcps.identity.grants import VerifiedGrant
+from mcps.identity.levels import TrustLevel
 from mcps.verifier import VerifiedMessage
 
 __all__ = ["Caller", "NoVerifiedCaller", "current_caller"]
@@ -27,16 +36,41 @@ __all__ = ["Caller", "NoVerifiedCaller", "current_caller"]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who sent the request being handled: its key, verified. (Agent, level and scopes join with passports.)"""
+    """Who sent the request being handled, verified: its key, its passport identity when it has one, its grant."""
 
     kid: KeyId
     key: PublicKey
     message: VerifiedMessage
+    grant: VerifiedGrant | None = None
+    """The verified grant for this very call (``tools/call`` only), when one was required or sent."""
+
+    @property
+    def agent(self) -> VerifiedAgent | None:
+        """The verified passport path, when the key was resolved through a passport."""
+        return self.message.agent
+
+    @property
+    def identity(self) -> str:
+        """The agent id from the passport; the key id for a caller known only by a pinned key."""
+        agent = self.message.agent
+        return agent.agent_id if agent is not None else self.kid
+
+    @property
+    def level(self) -> TrustLevel | None:
+        """The effective trust level (capped along the passport path); ``None`` without a passport."""
+        agent = self.message.agent
+        return agent.level if agent is not None else None
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The passport's scopes; empty without a passport."""
+        agent = self.message.agent
+        return agent.scopes if agent is not None else frozenset()
 
     @property
     def audience(self) -> str:
-        """The identity replies to this caller are addressed to (``aud``): its key id."""
-        return self.kid
+        """The identity replies to this caller are addressed to (``aud``): :attr:`identity`."""
+        return self.identity
 
 
 class NoVerifiedCaller(LookupError):

@@ -20,6 +20,7 @@ Refusals are logged on the ``mcps.bindings`` logger at WARNING with their code; 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from mcps.bindings.caller import Caller
+from mcps.bindings.grants import GrantRequirement
 from mcps.bindings.tools import ToolGuard
 from mcps.core.encoding import is_b64u
 from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, SIG_KEY, KeyResolver, MessageKind, message_kind
@@ -35,6 +37,8 @@ from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PrivateKey
 from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
 from mcps.core.tools import sign_tool
+from mcps.identity.passports import parse_passport
+from mcps.identity.resolver import PASSPORT_KEY, attach_passport
 from mcps.stores.nonces import NonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
@@ -56,17 +60,40 @@ class ChannelSecurity:
     """What one end of a connection needs: its own key and identity, whom it trusts, and its replay store.
 
     ``identity`` is this end's own name: inbound messages must be addressed to it (``aud``). It defaults to the
-    key's kid, which is what a server addresses its replies to when it knows a caller only by key.
+    passport's ``sub`` when there is a passport, else to the key's kid — what a peer addresses its replies to
+    when it knows this end only by key.
+
+    ``trusted`` resolves the peer's signing keys: :class:`~mcps.core.envelope.PinnedKeys`, or a
+    :class:`~mcps.identity.PassportResolver` (trust anchors, minimum level, revocation) for peers that present
+    passports. ``passport`` (and ``chain``) is this end's own passport, attached to every message it signs; its
+    ``cnf`` key must be ``key``. ``grants`` makes a server require per-call grants (:mod:`mcps.bindings.grants`).
     """
 
     key: PrivateKey
     trusted: KeyResolver
     nonces: NonceStore
     identity: str | None = None
+    passport: str | None = None
+    chain: tuple[str, ...] = ()
+    grants: GrantRequirement | None = None
     limits: Limits = DEFAULT_LIMITS
     lifetime: int = DEFAULT_LIFETIME
     max_skew: int = DEFAULT_SKEW
     clock: Callable[[], float] = field(default=time.time)
+
+    def __post_init__(self) -> None:
+        if self.passport is None:
+            if self.chain:
+                raise ValueError("a chain needs a passport")
+            return
+        claims = parse_passport(self.passport).claims  # raises McpsError for a malformed passport
+        if claims.key.kid != self.key.kid:
+            raise ValueError("the passport's cnf key is not this end's key")
+        if self.identity is None:
+            object.__setattr__(self, "identity", claims.sub)
+        elif self.identity != claims.sub:
+            raise ValueError(f"identity {self.identity!r} is not the passport's sub {claims.sub!r}")
+        object.__setattr__(self, "chain", tuple(self.chain))
 
     @property
     def audience(self) -> str:
@@ -95,9 +122,11 @@ class _Answer:
 class SecureChannel:
     """The per-connection state machine. ``peer`` is the audience of what we send on our own initiative.
 
-    A client knows its peer (the server's identity). A server passes ``peer=None``: the first verified caller
-    becomes the connection's peer, and a later message signed by another key is refused (MCPS-029), so
-    server→client requests and notifications always have one well-defined audience.
+    A client knows its peer (the server's identity); when the server's key resolves through a passport, that
+    passport's agent id must be the peer (MCPS-029 otherwise). A server passes ``peer=None``: the first verified
+    caller becomes the connection's peer (its agent id, or its kid without a passport), and a later message
+    signed by another key is refused (MCPS-029), so server→client requests and notifications always have one
+    well-defined audience.
 
     Tools (SPEC.md §8): every ``tools/list`` result this end answers has each tool signed with its key. A client
     given a :class:`~mcps.bindings.tools.ToolGuard` (``tools=``) has each verified ``tools/list`` result
@@ -117,7 +146,7 @@ class SecureChannel:
         )
         self._peer = peer
         self._learn_peer = peer is None
-        self._peer_kid: str | None = None
+        self._peer_signer: tuple[str, str] | None = None  # (kid, identity) of the first verified signer
         self._answers: dict[RequestId, _Answer] = {}  # inbound requests awaiting our answer
         self._awaiting: dict[RequestId, str] = {}  # our requests awaiting the peer's answer: id -> sig
         self._tools = tools
@@ -160,6 +189,9 @@ class SecureChannel:
                 raise McpsError(ErrorCode.RATE_LIMITED, detail="too many requests in flight")
             verified = await self._verifier.verify_parsed(message)
             caller = self._admit(verified.kid, verified)
+            if self._security.grants is not None and message["method"] == "tools/call":
+                grant = await self._security.grants.check(message, sender=caller.identity, now=self._security.clock())
+                caller = dataclasses.replace(caller, grant=grant)
         except McpsError as error:
             if error.code is ErrorCode.REPLAY:  # the original was (or is being) answered: no second answer
                 return self._drop(error)
@@ -201,13 +233,17 @@ class SecureChannel:
 
     def _admit(self, kid: str, verified: VerifiedMessage) -> Caller:
         """Pin the connection to the first verified signer; refuse any other signer afterwards."""
-        if self._peer_kid is None:
-            self._peer_kid = kid
+        caller = Caller(verified.kid, verified.key, verified)
+        if verified.agent is not None and not self._learn_peer and verified.agent.agent_id != self._peer:
+            raise McpsError(ErrorCode.UNKNOWN_KEY, "signer's passport is not this connection's peer")
+        signer = (kid, caller.identity)
+        if self._peer_signer is None:
+            self._peer_signer = signer
             if self._learn_peer:
-                self._peer = kid
-        elif kid != self._peer_kid:
-            raise McpsError(ErrorCode.UNKNOWN_KEY, "signing key is not this connection's peer")
-        return Caller(verified.kid, verified.key, verified)
+                self._peer = caller.identity
+        elif signer != self._peer_signer:
+            raise McpsError(ErrorCode.UNKNOWN_KEY, "signer is not this connection's peer")
+        return caller
 
     # --- refusals -----------------------------------------------------------------------------------------------
 
@@ -230,18 +266,14 @@ class SecureChannel:
         _log_refusal(error, "request", request_id)
         if not isinstance(request_id, str | int) or isinstance(request_id, bool):
             request_id = None
-        claimed = _claimed_block(message)
+        meta = _claimed_meta(message)
+        claimed = meta.get(SIG_KEY)
+        claimed = claimed if isinstance(claimed, dict) else {}
         claimed_sig = claimed.get("sig")
-        claimed_kid = claimed.get("kid")
-        if self._peer is not None:
-            audience = self._peer
-        elif isinstance(claimed_kid, str) and is_b64u(claimed_kid, min_bytes=32, max_bytes=32):
-            audience = claimed_kid  # unverified: used only to address the refusal to whoever claims it
-        else:
-            audience = UNKNOWN_PEER
         bound_to = claimed_sig if isinstance(claimed_sig, str) and is_b64u(claimed_sig, max_bytes=64) else None
+        audience = self._peer or _claimed_identity(meta.get(PASSPORT_KEY), claimed.get("kid"))
         refusal = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
-        return Inbound(reply=self._signer.sign(refusal, audience=audience, in_reply_to=bound_to))
+        return Inbound(reply=self._sign(refusal, audience=audience, in_reply_to=bound_to))
 
     @staticmethod
     def _drop(error: McpsError) -> Inbound:
@@ -261,7 +293,7 @@ class SecureChannel:
                 return None
             if answer.method == "tools/list" and kind is MessageKind.RESULT:
                 message = self._sign_tools(message)
-            return self._signer.sign(message, audience=answer.audience, in_reply_to=answer.sig)
+            return self._sign(message, audience=answer.audience, in_reply_to=answer.sig)
         if self._peer is None:
             logger.error("mcps: not sending %s before a verified peer is known", message.get("method"))
             return None
@@ -272,7 +304,7 @@ class SecureChannel:
             self._tools.check_request(message)  # raises McpsError: refused locally, never sent
             if message["method"] == "tools/list":
                 self._listings.add(message["id"])
-        signed = self._signer.sign(message, audience=self._peer)
+        signed = self._sign(message, audience=self._peer)
         if kind is MessageKind.REQUEST:
             self._awaiting[message["id"]] = signed["params"]["_meta"][SIG_KEY]["sig"]
         elif message["method"] == "notifications/cancelled":  # we stopped waiting for that answer
@@ -281,6 +313,13 @@ class SecureChannel:
                 self._awaiting.pop(cancelled, None)
                 self._listings.discard(cancelled)
         return signed
+
+    def _sign(self, message: dict[str, Any], *, audience: str, in_reply_to: str | None = None) -> dict[str, Any]:
+        """Sign ``message`` for ``audience``, carrying this end's passport (and chain) when it has one."""
+        passport = self._security.passport
+        if passport is not None:
+            message = attach_passport(message, passport, self._security.chain)
+        return self._signer.sign(message, audience=audience, in_reply_to=in_reply_to)
 
     def _sign_tools(self, message: dict[str, Any]) -> dict[str, Any]:
         """A ``tools/list`` result with each tool definition signed by this end's key (SPEC.md §8.1)."""
@@ -304,11 +343,23 @@ def _looks_like_request(message: dict[str, Any]) -> bool:
     return "method" in message and isinstance(request_id, str | int) and not isinstance(request_id, bool)
 
 
-def _claimed_block(message: dict[str, Any]) -> dict[str, Any]:
+def _claimed_meta(message: dict[str, Any]) -> dict[str, Any]:
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
-    block = meta.get(SIG_KEY) if isinstance(meta, dict) else None
-    return block if isinstance(block, dict) else {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _claimed_identity(passport: object, kid: object) -> str:
+    """Whom to address a refusal to before any peer is verified: the ``sub`` of the passport the refused request
+    claims, else the ``kid`` it claims, else :data:`UNKNOWN_PEER`. Unverified: used for nothing but that."""
+    if passport is not None:
+        try:
+            return parse_passport(passport).claims.sub
+        except McpsError:
+            pass
+    if isinstance(kid, str) and is_b64u(kid, min_bytes=32, max_bytes=32):
+        return kid
+    return UNKNOWN_PEER
 
 
 def _log_refusal(error: McpsError, what: str, request_id: object) -> None:

@@ -15,7 +15,8 @@ it forwards (the member is excluded from the agent's message signature, SPEC.md 
 
 :class:`GrantVerifier` checks, in this order: size and form (MCPS-017), issuer key is trusted (MCPS-017),
 signature (MCPS-017), claims (MCPS-017), lifetime and time window with skew (MCPS-017), ``aud`` is this server
-(MCPS-011), ``tool``, ``args`` and ``req`` match the call (MCPS-032), and last — only for a grant that passed
+(MCPS-011), ``tool``, ``args`` and ``req`` match the call and, when the verifier is told who the verified
+sender is, ``sub`` names that agent (MCPS-032), and last — only for a grant that passed
 everything else — single use: ``jti`` is claimed in the nonce store under the issuer's kid prefixed with
 ``grant.`` (MCPS-031 when already used, MCPS-030 when the store cannot answer).
 """
@@ -144,10 +145,13 @@ class GrantVerifier:
         self._skew = skew
         self._clock = clock
 
-    async def verify_request(self, message: Mapping[str, Any], *, now: float | None = None) -> VerifiedGrant:
+    async def verify_request(
+        self, message: Mapping[str, Any], *, agent: str | None = None, now: float | None = None
+    ) -> VerifiedGrant:
         """Verify the grant of a ``tools/call`` request (its ``_meta["mcps/grant"]``) against that very request.
 
-        The request's agent signature should already be verified (:class:`~mcps.verifier.MessageVerifier`).
+        The request's agent signature should already be verified (:class:`~mcps.verifier.MessageVerifier`);
+        ``agent`` is the identity it verified (agent id, or kid for a pinned key), which ``sub`` must name.
         """
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
@@ -158,7 +162,9 @@ class GrantVerifier:
         tool, arguments = params.get("name"), params.get("arguments")
         if not isinstance(request_sig, str) or not isinstance(tool, str) or not isinstance(arguments, dict | None):
             raise _mismatch("request (no agent signature, tool name or arguments object)")
-        return await self.verify(meta[GRANT_KEY], tool=tool, arguments=arguments, request_sig=request_sig, now=now)
+        return await self.verify(
+            meta[GRANT_KEY], tool=tool, arguments=arguments, request_sig=request_sig, agent=agent, now=now
+        )
 
     async def verify(
         self,
@@ -167,9 +173,13 @@ class GrantVerifier:
         tool: str,
         arguments: Mapping[str, Any] | None,
         request_sig: str,
+        agent: str | None = None,
         now: float | None = None,
     ) -> VerifiedGrant:
-        """Verify ``token`` for this call and use it up. Returns the grant or raises :class:`McpsError`."""
+        """Verify ``token`` for this call (and, given ``agent``, this sender) and use it up.
+
+        Returns the grant or raises :class:`McpsError`.
+        """
         at = self._clock() if now is None else now
         # 1. Size and form.
         jws = parse_compact(
@@ -212,6 +222,8 @@ class GrantVerifier:
             raise _mismatch("arguments")
         if claims["req"] != request_binding(request_sig):
             raise _mismatch("request")
+        if agent is not None and claims["sub"] != agent:
+            raise _mismatch("agent")
         # 7. Single use, recorded only for a grant that passed everything else.
         if not await self._nonces.claim(
             KeyId(f"grant.{jws.kid}"), claims["jti"], expires_at=exp + self._skew + 1, now=at

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from mcps.core.envelope import DEFAULT_SKEW, SIG_KEY, KeyResolver, block_container
+from mcps.core.envelope import DEFAULT_SKEW, ERROR_DATA_KEY, SIG_KEY, KeyResolver, block_container
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PublicKey
 from mcps.identity.anchors import AnchorSource
@@ -59,7 +59,7 @@ def attach_passport(message: Mapping[str, Any], passport: str, chain: Sequence[s
     """A copy of ``message`` carrying ``passport`` (and ``chain``) in the member its signature will cover.
 
     Call it before signing: requests and notifications get ``params._meta``, results ``result._meta``, errors
-    ``error.data`` (which must then be an object or absent).
+    ``error.data`` (a non-object ``data`` is moved to ``"mcps/data"`` inside it, as signing does, SPEC.md §4.1).
     """
     copy = dict(message)
     if "method" in copy:
@@ -71,7 +71,9 @@ def attach_passport(message: Mapping[str, Any], passport: str, chain: Sequence[s
     parent = dict(copy.get(parent_key) or {})
     holder = parent.get(member)
     if holder is not None and not isinstance(holder, dict):
-        raise ValueError(f"{parent_key}.{member} is not an object")
+        if parent_key != "error":
+            raise ValueError(f"{parent_key}.{member} is not an object")
+        holder = {ERROR_DATA_KEY: holder}
     holder = dict(holder or {})
     holder[PASSPORT_KEY] = passport
     if chain:
