@@ -104,14 +104,14 @@ async def test_grant_vector(path: Path) -> None:
     issuers: list[PublicKey] = load_jwks(case["issuers"])
     verifier = GrantVerifier(issuers=issuers, audience=case["audience"], nonces=MemoryNonceStore(), skew=case["skew"])
     for _ in range(case["uses"] - 1):
-        await verifier.verify_request(case["message"], now=case["now"])
+        await verifier.verify_request(case["message"], agent=case.get("sender"), now=case["now"])
     expect = case["expect"]
     if "error" in expect:
         with pytest.raises(McpsError) as caught:
-            await verifier.verify_request(case["message"], now=case["now"])
+            await verifier.verify_request(case["message"], agent=case.get("sender"), now=case["now"])
         assert caught.value.code.mcps == expect["error"]
         return
-    grant = await verifier.verify_request(case["message"], now=case["now"])
+    grant = await verifier.verify_request(case["message"], agent=case.get("sender"), now=case["now"])
     assert (grant.agent_id, grant.tool, grant.level, sorted(grant.scopes)) == (
         expect["agent"],
         expect["tool"],

@@ -225,8 +225,10 @@ def grants() -> dict[str, dict[str, Any]]:
         params["_meta"][GRANT_KEY] = mint_grant(K["gateway"], **args)
         return message
 
-    def case(description: str, message: dict[str, Any], expect: dict[str, Any], uses: int = 1) -> dict[str, Any]:
-        return {
+    def case(
+        description: str, message: dict[str, Any], expect: dict[str, Any], uses: int = 1, sender: str | None = None
+    ) -> dict[str, Any]:
+        body = {
             "description": description,
             "now": NOW,
             "skew": 30,
@@ -236,6 +238,9 @@ def grants() -> dict[str, dict[str, Any]]:
             "message": message,
             "expect": expect,
         }
+        if sender is not None:
+            body["sender"] = sender
+        return body
 
     wrong_tool = forwarded()
     wrong_tool["params"]["name"] = "delete_file"
@@ -257,6 +262,12 @@ def grants() -> dict[str, dict[str, Any]]:
         "grant-expired": case("exp + skew before now", forwarded(now=NOW - 61), err("MCPS-017")),
         "grant-wrong-audience": case(
             "minted for another upstream", forwarded(aud="mcp://other.internal"), err("MCPS-011")
+        ),
+        "grant-for-another-agent": case(
+            "minted for agent-2, presented on a request that agent-1 signed",
+            forwarded(sub="agent-2"),
+            err("MCPS-032"),
+            sender="agent-1",
         ),
     }
 
