@@ -13,7 +13,8 @@ from typing import Any
 import anyio
 import httpx2
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcps import PrivateKey
@@ -27,11 +28,17 @@ STARTUP_TIMEOUT = 10
 
 
 def signed_app(
-    security: ChannelSecurity, calls: list[dict[str, Any]], *, json_response: bool, identities: bool = False
+    security: ChannelSecurity,
+    calls: list[dict[str, Any]],
+    *,
+    json_response: bool,
+    identities: bool = False,
+    server_requests: bool = False,
 ) -> ASGIApp:
     """A fresh MCPServer with tools that record every call (and the verified caller), wrapped with mcps.
 
-    With ``identities`` each record also holds the caller's identity, level, scopes and grant.
+    With ``identities`` each record also holds the caller's identity, level, scopes and grant. With
+    ``server_requests`` a tool ``confirm`` sends a progress notification and an elicitation request to the agent.
     """
     server = MCPServer("mcps-http-test")
 
@@ -56,6 +63,18 @@ def signed_app(
         record("rm_rf", text)
         return "deleted everything"
 
+    class Confirmation(BaseModel):
+        ok: bool
+
+    async def confirm(text: str, ctx: Context) -> str:
+        """Ask the agent to confirm the text (elicitation), telling it so first (progress notification)."""
+        record("confirm", text)
+        await ctx.report_progress(0.5, 1.0, f"asking to confirm {text!r}")
+        answer = await ctx.elicit(f"Confirm {text!r}?", Confirmation)
+        return "confirmed" if answer.action == "accept" and answer.data is not None and answer.data.ok else "no"
+
+    if server_requests:
+        server.tool()(confirm)
     return signed_streamable_http_app(server, security, json_response=json_response)
 
 

@@ -7,6 +7,9 @@ can check that an attack reached no tool and was refused with its code.
 With MCPS_TEST_TRUST=passport the server trusts agents through passports instead: the trust anchors are
 anchors.jwks (minimum level L2), and calls to rm_rf need a per-call grant from the gateway key gateway.jwk.
 Each recorded call then also holds the caller's agent id, level, scopes and grant (all test keys, made per run).
+
+With MCPS_TEST_SERVER_REQUESTS=1 it also has a tool ``confirm`` that sends the agent a progress notification and
+an elicitation request (a server→client request) while the call is in progress.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import os
 from pathlib import Path
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel
 
 from mcps import MemoryNonceStore, PinnedKeys
 from mcps.bindings import ChannelSecurity, GrantRequirement, current_caller, serve_stdio
@@ -66,6 +70,23 @@ def whoami() -> str:
     """The verified caller's identity: its agent id with a passport, else its key id."""
     record("whoami")
     return current_caller().identity
+
+
+class Confirmation(BaseModel):
+    ok: bool
+
+
+async def confirm(text: str, ctx: Context) -> str:
+    """Ask the agent to confirm the text (elicitation), telling it so first (progress notification)."""
+    record("confirm", text=text)
+    await ctx.report_progress(0.5, 1.0, f"asking to confirm {text!r}")
+    answer = await ctx.elicit(f"Confirm {text!r}?", Confirmation)
+    confirmed = answer.action == "accept" and answer.data is not None and answer.data.ok
+    return "confirmed" if confirmed else "not confirmed"
+
+
+if os.environ.get("MCPS_TEST_SERVER_REQUESTS") == "1":
+    server.tool()(confirm)
 
 
 def main() -> None:
