@@ -27,6 +27,7 @@ server = StdioServerParameters(command=sys.executable, args=[str(KEYS / "signed_
 async def main() -> None:
     transport = signed_stdio_client(server, security, server_identity="urn:example:notes")
     async with Client(transport) as client:
+        await client.list_tools()  # verifies each tool's signature and pins the listing; calls need it first
         result = await client.call_tool("add_note", {"text": "ship it"})
         print(result.content[0].text)
 

@@ -25,6 +25,7 @@ re-signs the message, so only the tool's own signature and its pin stand in the 
   rewrite-description-signed          the same, message re-signed (the tool's signature no longer verifies)
   rewrite-description-resigned-tool   the same, tool and message re-signed (only the pin catches it)
   rename-tool-resigned-tool           rename "safe" to "safe_v2", tool and message re-signed
+  strip-tool-signature-signed         remove the mcps/tool-sig of tool "safe", message re-signed (an unsigned tool)
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def tamper_tools(message: dict[str, Any]) -> dict[str, Any]:
             continue
         if MODE.startswith("rename"):
             tool["name"] = "safe_v2"
+        elif MODE.startswith("strip-tool-signature"):
+            del tool["_meta"]["mcps/tool-sig"]
         else:
             tool["description"] = EVIL
         if MODE.endswith("-resigned-tool"):
@@ -115,7 +118,7 @@ def tamper_tools(message: dict[str, Any]) -> dict[str, Any]:
 
 def to_agent(line: bytes) -> list[bytes]:
     message = json.loads(line)
-    if message.get("id") in list_sigs and "result" in message and MODE.startswith(("rewrite", "rename")):
+    if message.get("id") in list_sigs and "result" in message and MODE.startswith(("rewrite", "rename", "strip-tool")):
         return [json.dumps(tamper_tools(message)).encode() + b"\n"]
     if message.get("id") not in call_ids or "method" in message:
         return [line]

@@ -56,6 +56,7 @@ class Setup:
             nonces=MemoryNonceStore(),
         )
         async with Client(signed_stdio_client(params, security, server_identity=SERVER_IDENTITY), mode="legacy") as c:
+            await c.list_tools()  # as an agent must: a call to a tool it has not listed is refused locally (MCPS-008)
             yield c
 
 
@@ -90,6 +91,7 @@ async def test_default_connect_mode_negotiates_and_is_signed_too(setup: Setup) -
     )
     with anyio.fail_after(TIMEOUT):
         async with Client(signed_stdio_client(params, security, server_identity=SERVER_IDENTITY)) as client:
+            await client.list_tools()
             assert text_of(await client.call_tool("whoami", {})) == setup.agent_key.kid
     assert setup.refusals() == ""
 

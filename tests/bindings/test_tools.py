@@ -12,6 +12,7 @@ import pytest
 
 from mcps import ErrorCode, McpsError, MemoryNonceStore, PinnedKeys, PrivateKey, PublicKey
 from mcps.bindings import ChannelSecurity, SecureChannel, ToolGuard, ToolReport, load_lockfile, save_lockfile
+from mcps.core.envelope import sign_message
 from mcps.core.tools import (
     TOOL_SIG_KEY,
     Lockfile,
@@ -342,3 +343,88 @@ async def test_malformed_tool_list_fails_the_request_locally() -> None:
     pair = Pair(ToolGuard(None))
     delivered = await pair.request("tools/list", {}, {"tools": "nope"})
     assert delivered["error"]["data"] == {"mcps_code": "MCPS-008"}
+
+
+# --- session pins: the default guard of a client without tools= ------------------------------------------------
+
+
+async def listing_answered_with(pair: Pair, tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A tools/list answered with exactly ``tools`` (signed or not), in a result the server key signs."""
+    pair.next_id += 1
+    signed = pair.client.send({"jsonrpc": "2.0", "id": pair.next_id, "method": "tools/list", "params": {}})
+    assert signed is not None
+    result = {"jsonrpc": "2.0", "id": pair.next_id, "result": {"tools": tools}}
+    request_sig = signed["params"]["_meta"]["mcps/sig"]["sig"]
+    answer = sign_message(result, pair.server_key, audience=pair.agent.kid, now=NOW, in_reply_to=request_sig)
+    delivered = (await pair.client.receive(answer)).deliver
+    assert delivered is not None
+    return delivered
+
+
+def statuses(report: ToolReport) -> dict[str, ToolStatus]:
+    return {decision.name: decision.finding.status for decision in report.decisions}
+
+
+async def test_session_pins_accept_the_first_listing_but_not_unsigned_tools(caplog: pytest.LogCaptureFixture) -> None:
+    reports: list[ToolReport] = []
+    pair = Pair(ToolGuard.session_pins(SERVER, on_report=reports.append))
+    assert caplog.text.count(f"tool definitions of {SERVER} are pinned for this session only") == 1
+    assert "mcps pin" in caplog.text
+    with pytest.raises(McpsError) as caught:
+        call(pair, "safe")
+    assert caught.value.code is ErrorCode.TOOL_CHANGED
+    assert "list tools before calling" in caught.value.diagnostics()
+    unsigned, foreign = {**TOOL, "name": "unsigned"}, {**TOOL, "name": "foreign"}
+    listed = [
+        sign_tool(TOOL, pair.server_key, now=NOW),
+        unsigned,
+        sign_tool(foreign, PrivateKey.generate(), now=NOW),
+    ]
+    assert names(await listing_answered_with(pair, listed)) == ["safe"]
+    assert statuses(reports[-1]) == {
+        "safe": ToolStatus.NEW,
+        "unsigned": ToolStatus.INVALID,
+        "foreign": ToolStatus.INVALID,
+    }
+    call(pair, "safe")
+    for refused in ("unsigned", "foreign"):
+        with pytest.raises(McpsError, match="MCPS-008"):
+            call(pair, refused)
+
+
+async def test_session_pins_compare_later_listings_as_a_lock_does() -> None:
+    reports: list[ToolReport] = []
+    pair = Pair(ToolGuard.session_pins(SERVER, on_report=reports.append))
+    kept, old = {**TOOL, "name": "kept"}, {**TOOL, "name": "old", "description": "Old."}
+    assert names(await pair.request("tools/list", {}, {"tools": [TOOL, kept, old]})) == ["safe", "kept", "old"]
+    await pair.notify("notifications/tools/list_changed")
+    fresh = {**TOOL, "name": "fresh", "description": "New."}
+    relisted = [{**TOOL, "description": "Evil."}, kept, {**old, "name": "renamed"}, fresh]
+    assert names(await pair.request("tools/list", {}, {"tools": relisted})) == ["kept"]
+    assert statuses(reports[-1]) == {
+        "safe": ToolStatus.CHANGED,
+        "kept": ToolStatus.PINNED,
+        "renamed": ToolStatus.RENAMED,
+        "fresh": ToolStatus.NEW,
+    }
+    call(pair, "kept")
+    for refused in ("safe", "renamed", "fresh", "old"):
+        with pytest.raises(McpsError, match="MCPS-008"):
+            call(pair, refused)
+
+
+async def test_session_pins_learn_until_the_first_listing_is_complete() -> None:
+    reports: list[ToolReport] = []
+    pair = Pair(ToolGuard.session_pins(SERVER, on_report=reports.append))
+    second, third = {**TOOL, "name": "second"}, {**TOOL, "name": "third", "description": "Third."}
+    assert names(await pair.request("tools/list", {}, {"tools": [TOOL], "nextCursor": "p2"})) == ["safe"]
+    # A listing restarted before the first one completed cannot redefine what it already saw.
+    evil = {**TOOL, "description": "Evil."}
+    assert names(await pair.request("tools/list", {}, {"tools": [evil], "nextCursor": "p2"})) == []
+    assert statuses(reports[-1]) == {"safe": ToolStatus.CHANGED}
+    # Still learning until a listing is complete; a copy of a tool from an earlier page is new, not a rename.
+    assert names(await pair.request("tools/list", {"cursor": "p2"}, {"tools": [second]})) == ["second"]
+    assert reports[-1].complete
+    # From now on a tool not seen in the first listing is new, and held.
+    assert names(await pair.request("tools/list", {}, {"tools": [TOOL, second, third]})) == ["safe", "second"]
+    assert statuses(reports[-1]) == {"safe": ToolStatus.PINNED, "second": ToolStatus.PINNED, "third": ToolStatus.NEW}

@@ -1,11 +1,13 @@
 """Tool pinning end to end over stdio, real processes and the real SDK: an mcp.Client with a ToolGuard talks to a
 signed MCPServer (tool_server.py) through the attacker relay. A rewritten, renamed or rug-pulled tool is removed
-from what the application sees, refused with MCPS-008 when called, and never reached.
+from what the application sees, refused with MCPS-008 when called, and never reached. Without a guard (no
+``tools=``) the client pins the first listing for the session and applies the same rules from then on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -47,7 +49,7 @@ class Setup:
         return ToolGuard(pins, approve=(lambda _finding: True) if approve_all else _hold, on_report=self.reports.append)
 
     @asynccontextmanager
-    async def client(self, guard: ToolGuard, relay_mode: str = "pass") -> AsyncIterator[Client]:
+    async def client(self, guard: ToolGuard | None, relay_mode: str = "pass") -> AsyncIterator[Client]:
         command = [str(HERE / "relay.py"), relay_mode, "--", sys.executable, str(HERE / "tool_server.py")]
         params = StdioServerParameters(
             command=sys.executable, args=command, env={"MCPS_TEST_DIR": str(self.state)}, cwd=str(HERE)
@@ -191,4 +193,45 @@ async def test_tool_changed_after_list_changed_is_blocked(setup: Setup, pinned: 
             await refused_locally(client, "safe")
             assert text_of(await client.call_tool("whoami", {})) == setup.agent_key.kid
     assert setup.reports[-1].names(ToolStatus.CHANGED) == ["safe"]
+    assert setup.calls() == ["rug_pull", "whoami"]
+
+
+# --- no tools= : pinned for the session --------------------------------------------------------------------------
+
+SESSION_ONLY = "pinned for this session only"
+
+
+@pytest.mark.parametrize("mode", ["strip-tool-signature-signed", "rewrite-description-signed"])
+async def test_default_client_blocks_an_unsigned_or_badly_signed_tool(
+    setup: Setup, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mcps.bindings")
+    with anyio.fail_after(TIMEOUT):
+        async with setup.client(None, mode) as client:
+            listed = await client.list_tools()
+            assert {tool.name for tool in listed.tools} == ALL_TOOLS - {"safe"}
+            await refused_locally(client, "safe")
+            assert text_of(await client.call_tool("whoami", {})) == setup.agent_key.kid
+    assert "blocked tool 'safe': invalid [MCPS-008]" in caplog.text
+    assert caplog.text.count(SESSION_ONLY) == 1
+    assert setup.calls() == ["whoami"]
+
+
+async def test_default_client_pins_the_first_listing_and_blocks_a_change_after_list_changed(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mcps.bindings")
+    with anyio.fail_after(TIMEOUT):
+        async with setup.client(None) as client:
+            await refused_locally(client, "safe")  # nothing is callable before the first listing
+            listed = await client.list_tools()
+            assert {tool.name for tool in listed.tools} == ALL_TOOLS  # the first listing is trusted
+            assert text_of(await client.call_tool("rug_pull", {})) == "changed"
+            await refused_locally(client, "whoami")  # list_changed: every call waits for a fresh listing
+            listed = await client.list_tools()
+            assert {tool.name for tool in listed.tools} == ALL_TOOLS - {"safe"}
+            await refused_locally(client, "safe")
+            assert text_of(await client.call_tool("whoami", {})) == setup.agent_key.kid
+    assert "blocked tool 'safe': changed [MCPS-008]" in caplog.text
+    assert caplog.text.count(SESSION_ONLY) == 1
     assert setup.calls() == ["rug_pull", "whoami"]

@@ -12,7 +12,10 @@ Install with the ``mcp`` extra (``pip install 'mcps[mcp]'``).
   trust anchors (:class:`~mcps.identity.PassportResolver`), nonce store, and for a server the tools that need a
   per-call grant (:class:`GrantRequirement`).
 * Tools: servers sign every tool they list; an agent pins them with a :class:`ToolGuard` built from
-  ``mcps.lock`` (:func:`load_lockfile`), passed as ``tools=`` to the client transport.
+  ``mcps.lock`` (:func:`load_lockfile`), passed as ``tools=`` to the client transport. Without one, a client
+  verifies the signatures and pins the first listing for that connection only (:meth:`ToolGuard.session_pins`).
+* :class:`UnsafeTrustOnFirstUse`: for a server whose key is not known in advance, trusts the first key it sees
+  (from the server's passport) and warns on every use (:class:`UnsafeTrustWarning`).
 """
 
 from mcps.bindings.caller import Caller, NoVerifiedCaller, current_caller
@@ -22,6 +25,7 @@ from mcps.bindings.http import McpsHttpMiddleware, signed_streamable_http_app
 from mcps.bindings.http_client import signed_streamable_http_client
 from mcps.bindings.mcp_client import SignedTransport, signed_stdio_client
 from mcps.bindings.mcp_server import secure_server_streams, serve_stdio, signed_stdio_server
+from mcps.bindings.tofu import UnsafeTrustOnFirstUse, UnsafeTrustWarning
 from mcps.bindings.tools import (
     ToolDecision,
     ToolGuard,
@@ -42,6 +46,8 @@ __all__ = [
     "ToolDecision",
     "ToolGuard",
     "ToolReport",
+    "UnsafeTrustOnFirstUse",
+    "UnsafeTrustWarning",
     "current_caller",
     "hold_unpinned",
     "load_lockfile",

@@ -128,7 +128,7 @@ class SecureChannel:
     signed by another key is refused (MCPS-029), so server→client requests and notifications always have one
     well-defined audience.
 
-    Tools (SPEC.md §8): every ``tools/list`` result this end answers has each tool signed with its key. A client
+    Tools (SPEC.md §10): every ``tools/list`` result this end answers has each tool signed with its key. A client
     given a :class:`~mcps.bindings.tools.ToolGuard` (``tools=``) has each verified ``tools/list`` result
     filtered by it and each ``tools/call`` checked by it before sending (a refusal raises :class:`McpsError`).
     """
@@ -322,7 +322,7 @@ class SecureChannel:
         return self._signer.sign(message, audience=audience, in_reply_to=in_reply_to)
 
     def _sign_tools(self, message: dict[str, Any]) -> dict[str, Any]:
-        """A ``tools/list`` result with each tool definition signed by this end's key (SPEC.md §8.1)."""
+        """A ``tools/list`` result with each tool definition signed by this end's key (SPEC.md §10.1)."""
         result = message["result"]
         tools = result.get("tools")
         if not isinstance(tools, list):

@@ -15,7 +15,9 @@ Two layers around ``mcp.client.streamable_http.streamable_http_client``:
   answers no request is dropped), and the request fails with that MCPS code (MCPS-018…025);
 * above it, the same stream wrapper as :class:`~mcps.bindings.SignedTransport`: every message signed for
   ``server_identity``; every message received verified against the pinned server keys, responses bound to
-  their request (``irt``), replayed or unsigned ones refused.
+  their request (``irt``), replayed or unsigned ones refused; every listed tool's signature verified and its
+  definition pinned (``tools=``, or for this connection only by default: :meth:`ToolGuard.session_pins
+  <mcps.bindings.tools.ToolGuard.session_pins>`).
 """
 
 from __future__ import annotations
@@ -188,10 +190,12 @@ async def signed_streamable_http_client(
     """Talk to the MCP server at ``url`` over Streamable HTTP, every message strictly parsed, verified and signed.
 
     ``headers``, ``timeout`` and ``auth`` configure the HTTP client as in ``mcp.shared._httpx_utils``
-    (defaults: 30 s, 300 s to read a stream); ``tools`` pins the server's tool definitions.
+    (defaults: 30 s, 300 s to read a stream); ``tools`` pins the server's tool definitions (from ``mcps.lock``),
+    by default for this connection only (:meth:`~mcps.bindings.tools.ToolGuard.session_pins`).
     """
     refused: dict[RequestId, McpsError] = {}
-    channel = _HttpClientChannel(security, server_identity, tools, refused)
+    guard = tools if tools is not None else ToolGuard.session_pins(server_identity)
+    channel = _HttpClientChannel(security, server_identity, guard, refused)
     transport = StrictResponses(httpx2.AsyncHTTPTransport(), security.limits, refused)
     http = httpx2.AsyncClient(
         transport=transport,

@@ -12,7 +12,14 @@ Every outgoing message is signed with the agent's key for ``server_identity``. E
 verified against the trusted (pinned) server keys, addressed to the agent (``security.identity``, by default
 its kid); a response is accepted only when bound to the request it answers (``irt``), once (nonce). A refused
 response fails its request with the MCPS code (``mcp.shared.exceptions.MCPError``, ``code`` −33000−n) instead of
-leaving it waiting. There is no trust-on-first-use mode: the server's key must be pinned.
+leaving it waiting. The server's key must be pinned; the one exception, for a server whose key is not known in
+advance, is the explicitly unsafe :class:`~mcps.bindings.tofu.UnsafeTrustOnFirstUse`, which warns on every use.
+
+Tool definitions are always checked (``tools=``, a :class:`~mcps.bindings.tools.ToolGuard`): every listed tool
+must carry a valid signature by the server's key, or it is blocked (MCPS-008). Without ``tools=`` the client
+pins the first listing for this connection only (:meth:`ToolGuard.session_pins
+<mcps.bindings.tools.ToolGuard.session_pins>`, which logs a WARNING); pass a guard built from ``mcps.lock`` to
+pin across sessions.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ class SignedTransport:
         self, inner: Transport, security: ChannelSecurity, *, server_identity: str, tools: ToolGuard | None = None
     ) -> None:
         self._inner = inner
-        self._channel = SecureChannel(security, peer=server_identity, tools=tools)
+        guard = tools if tools is not None else ToolGuard.session_pins(server_identity)
+        self._channel = SecureChannel(security, peer=server_identity, tools=guard)
         self._streams: AbstractAsyncContextManager[TransportStreams] | None = None
 
     async def __aenter__(self) -> TransportStreams:
@@ -80,7 +88,8 @@ async def signed_stdio_client(
 ) -> AsyncIterator[TransportStreams]:
     """Spawn an MCP server and talk to it over stdio, every line strictly parsed, verified and signed.
 
-    ``tools`` pins the server's tool definitions (:class:`~mcps.bindings.tools.ToolGuard`, from ``mcps.lock``).
+    ``tools`` pins the server's tool definitions (:class:`~mcps.bindings.tools.ToolGuard`, from ``mcps.lock``);
+    without it they are pinned for this connection only (:meth:`~mcps.bindings.tools.ToolGuard.session_pins`).
 
     The server's stderr is inherited. On exit its stdin is closed, then it is terminated, then killed, each
     step bounded by a short timeout.
@@ -90,7 +99,8 @@ async def signed_stdio_client(
     process = await anyio.open_process(
         command, env=get_default_environment() | (server.env or {}), cwd=cwd, stderr=None
     )
-    channel = SecureChannel(security, peer=server_identity, tools=tools)
+    guard = tools if tools is not None else ToolGuard.session_pins(server_identity)
+    channel = SecureChannel(security, peer=server_identity, tools=guard)
     stdout, stdin = process.stdout, process.stdin
     if stdout is None or stdin is None:  # pragma: no cover - open_process always pipes both by default
         raise RuntimeError("server process has no stdio pipes")

@@ -6,6 +6,11 @@
     guard = ToolGuard(lock.server("urn:example:files"), on_report=print)
     transport = signed_stdio_client(params, security, server_identity="urn:example:files", tools=guard)
 
+Every client transport has a guard. Without ``tools=`` it gets :meth:`ToolGuard.session_pins`: no lock to
+compare with, so the first complete listing is accepted (its signatures still verified) and pinned for that
+connection only; from then on the rules below apply to it as to a lock. It logs a WARNING per connection saying
+so: to pin across sessions, record the tools in ``mcps.lock`` with ``mcps pin``.
+
 The signed channel hands the guard every verified ``tools/list`` result, every
 ``notifications/tools/list_changed`` and every outgoing ``tools/call``. For each listed tool the guard
 
@@ -27,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -109,7 +114,10 @@ class ToolReport:
 
 
 class ToolGuard:
-    """Per-connection tool pinning for a signed client. ``pins`` is this server's lock entry (``None``: none)."""
+    """Per-connection tool pinning for a signed client. ``pins`` is this server's lock entry (``None``: none).
+
+    Without a lock entry, :meth:`session_pins` pins the first listing for the connection instead.
+    """
 
     def __init__(
         self,
@@ -124,7 +132,36 @@ class ToolGuard:
         self._allowed: dict[str, PinHash] = {}
         self._listing: list[ToolFinding] = []  # findings of the listing in progress (pages so far)
         self._stale = False
+        self._first_use = False  # session pins only: accepting (and pinning) until a listing is complete
         self.report: ToolReport | None = None
+
+    @classmethod
+    def session_pins(
+        cls,
+        server_identity: str | None = None,
+        *,
+        approve: ApprovalPolicy = hold_unpinned,
+        on_report: Callable[[ToolReport], None] | None = None,
+    ) -> ToolGuard:
+        """A guard with nothing pinned that pins the server's first complete listing, for one connection.
+
+        The default of every client transport created without ``tools=``. Until the first listing is complete,
+        each validly signed ``new`` tool is allowed and pinned (unsigned, badly signed and duplicated ones are
+        still blocked, MCPS-008); after it, listings are compared with these pins exactly as with a lock: a
+        changed tool is blocked, a new one held unless ``approve`` says yes, a rename reported. The pins are
+        forgotten with the connection, so a server that changes its tools between sessions is not caught: pin
+        them in ``mcps.lock`` (``mcps pin``) for that. Logs one WARNING saying so.
+        """
+        server = server_identity if server_identity is not None else "this server"
+        logger.warning(
+            "mcps: tool definitions of %s are pinned for this session only (the first listing is trusted); "
+            "to pin them across sessions, record them in mcps.lock with `mcps pin` and pass "
+            "ToolGuard(load_lockfile(...).server(...)) as tools=",
+            server,
+        )
+        guard = cls(None, approve=approve, on_report=on_report)
+        guard._first_use = True
+        return guard
 
     @property
     def allowed(self) -> Mapping[str, PinHash]:
@@ -147,10 +184,11 @@ class ToolGuard:
                 ErrorCode.TOOL_CHANGED, "tool list changed: list tools again before calling", detail=f"call {name!r}"
             )
         if not isinstance(name, str) or name not in self._allowed:
+            listed = "" if self.report is not None else " (no tools listed yet: list tools before calling)"
             raise McpsError(
                 ErrorCode.TOOL_CHANGED,
                 "tool is not pinned or approved",
-                detail=f"call to {name!r} refused locally: not in the verified, approved tool list",
+                detail=f"call to {name!r} refused locally: not in the verified, approved tool list{listed}",
             )
 
     def notification(self, message: Mapping[str, Any]) -> None:
@@ -167,6 +205,8 @@ class ToolGuard:
             raise McpsError(ErrorCode.TOOL_CHANGED, "tool list is malformed", detail="result.tools is not a list")
         decisions = [self._decide(finding) for finding in self._findings(tools, key)]
         complete = not result.get("nextCursor")
+        if self._first_use:
+            self._pin_first_use(decisions, key, complete=complete)
         self._listing.extend(decision.finding for decision in decisions)
         removed = tuple(removed_tools(self._pins, self._listing)) if complete else ()
         kept = []
@@ -198,14 +238,33 @@ class ToolGuard:
                 )
                 continue
             signed.append(tool)
-        compared = iter(compare_tools(self._pins, signed, kid=key.kid))
+        compared = iter(self._on_this_page(finding) for finding in compare_tools(self._pins, signed, kid=key.kid))
         return [invalid[index] if index in invalid else next(compared) for index in range(len(tools))]
 
+    def _on_this_page(self, finding: ToolFinding) -> ToolFinding:
+        """:func:`compare_tools` sees one page: a "rename" of a tool listed on an earlier page of this listing is
+        a new tool with the same definition, not a rename."""
+        listed_before = finding.previous is not None and any(seen.name == finding.previous for seen in self._listing)
+        return replace(finding, status=ToolStatus.NEW, previous=None) if listed_before else finding
+
     def _decide(self, finding: ToolFinding) -> ToolDecision:
-        if finding.status is ToolStatus.PINNED:
+        if finding.status is ToolStatus.PINNED or (self._first_use and finding.status is ToolStatus.NEW):
             return ToolDecision(finding, allowed=True)
         allowed = finding.status in _APPROVABLE and self._approve(finding)
         return ToolDecision(finding, allowed=allowed)
+
+    def _pin_first_use(self, decisions: list[ToolDecision], key: PublicKey, *, complete: bool) -> None:
+        """Session pins: pin the tools of the first listing as they are allowed; stop learning once it is complete.
+
+        Pinning page by page means a listing restarted before it completed cannot redefine a tool already seen.
+        """
+        pinned = dict(self._pins.tools) if self._pins is not None else {}
+        for decision in decisions:
+            if decision.allowed and decision.finding.pin is not None:
+                pinned[decision.name] = decision.finding.pin
+        self._pins = ServerPins(key.kid, pinned)
+        if complete:
+            self._first_use = False
 
     def _publish(self, report: ToolReport) -> None:
         self.report = report
