@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from mcps.bindings import ChannelSecurity, load_lockfile, save_lockfile
 from mcps.cli.main import main
 from mcps.core.keys import save_private_key
 from mcps.core.tools import ServerPins
+from mcps.identity.anchors import TrustAnchor, TrustAnchors
+from mcps.identity.levels import TrustLevel
+from mcps.identity.passports import issue_passport
 
 from .http_harness import serving, signed_app
 
@@ -36,8 +40,8 @@ class Pin:
         self.lock = state / "mcps.lock"
         monkeypatch.setenv("MCPS_TEST_DIR", str(state))
 
-    def run(self, *extra: str, server_key: str = "server.jwk") -> tuple[int, Any, str]:
-        command = shlex.join([sys.executable, str(HERE / "tool_server.py")])
+    def run(self, *extra: str, server_key: str = "server.jwk", script: str = "tool_server.py") -> tuple[int, Any, str]:
+        command = shlex.join([sys.executable, str(HERE / script)])
         code = main(
             [
                 "pin",
@@ -132,3 +136,22 @@ async def test_pin_and_check_over_streamable_http(pin: Pin) -> None:
             assert json.loads(pin.capsys.readouterr().out)["tools"] == ["rm_rf", "safe"]
             assert await anyio.to_thread.run_sync(main, [*argv, "--check"]) == 0
             assert json.loads(pin.capsys.readouterr().out)["ok"] is True
+
+
+def test_pin_presents_the_agent_passport_to_a_server_that_trusts_passports(pin: Pin) -> None:
+    """signed_server.py with MCPS_TEST_TRUST=passport trusts agents through anchors.jwks only."""
+    anchor, gateway = PrivateKey.generate(), PrivateKey.generate()  # test keys, made per run
+    anchors = TrustAnchors([TrustAnchor(anchor.public_key, TrustLevel.L3)])
+    (pin.state / "anchors.jwks").write_text(json.dumps(anchors.to_jwks()))
+    (pin.state / "gateway.jwk").write_text(json.dumps(gateway.public_key.to_jwk()))
+    token = issue_passport(
+        anchor, iss="urn:mcps:test:issuer", sub="agent-1", agent_key=pin.agent.public_key, level=2, now=time.time()
+    )
+    (pin.state / "agent.passport").write_text(token + "\n")
+    pin.monkeypatch.setenv("MCPS_TEST_TRUST", "passport")
+    code, _, err = pin.run(script="signed_server.py")
+    assert code == 1
+    assert "MCPS-029" in err  # no passport, and the server pins no agent key
+    code, out, _ = pin.run("--passport", str(pin.state / "agent.passport"), script="signed_server.py")
+    assert code == 0
+    assert out["tools"] == ["rm_rf", "safe", "whoami"]

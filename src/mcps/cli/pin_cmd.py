@@ -32,6 +32,7 @@ from mcp.shared.exceptions import MCPError
 from mcps.bindings.channel import ChannelSecurity
 from mcps.bindings.mcp_client import signed_stdio_client
 from mcps.bindings.tools import ToolGuard, ToolReport, load_lockfile, save_lockfile
+from mcps.cli.identity_cmd import read_passport_file
 from mcps.cli.output import EXIT_OK, EXIT_REFUSED, Refused, UsageError, print_json, stderr
 from mcps.core.envelope import PinnedKeys
 from mcps.core.errors import ErrorCode, McpsError
@@ -62,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--key", required=True, type=Path, metavar="PATH", help="the agent's private key PEM")
     parser.add_argument(
         "--server-key", required=True, type=Path, metavar="PUB.jwk", help="the server's pinned public JWK"
+    )
+    parser.add_argument(
+        "--passport",
+        type=Path,
+        metavar="PATH",
+        help="the agent's passport file (mcps passport issue), for a server that trusts agents by passport",
     )
     parser.add_argument(
         "--out",
@@ -135,7 +142,17 @@ def _report_check(server: str, findings: list[ToolFinding], removed: list[str]) 
 
 
 async def _list_tools(args: argparse.Namespace, agent_key: PrivateKey, server_key: PublicKey, guard: ToolGuard) -> None:
-    security = ChannelSecurity(key=agent_key, trusted=PinnedKeys([server_key]), nonces=MemoryNonceStore())
+    passport, chain = read_passport_file(args.passport) if args.passport is not None else (None, [])
+    try:
+        security = ChannelSecurity(
+            key=agent_key,
+            passport=passport,
+            chain=tuple(chain),
+            trusted=PinnedKeys([server_key]),
+            nonces=MemoryNonceStore(),
+        )
+    except ValueError as exc:
+        raise UsageError(f"--passport: {exc}") from exc
     try:
         with anyio.fail_after(CONNECT_TIMEOUT):
             async with Client(_transport(args, security, guard)) as client:
