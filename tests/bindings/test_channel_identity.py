@@ -124,6 +124,25 @@ def test_passport_for_another_key_or_identity_is_refused_when_configuring() -> N
         ChannelSecurity(key=make_key("someone else"), passport=passport(), trusted=trusted, nonces=nonces)
     with pytest.raises(ValueError, match="not the passport's sub"):
         ChannelSecurity(key=AGENT, identity="agent-2", passport=passport(), trusted=trusted, nonces=nonces)
+    with pytest.raises(ValueError, match="sequence of passport tokens"):
+        ChannelSecurity(key=AGENT, passport=passport(), chain=passport(), trusted=trusted, nonces=nonces)  # type: ignore[arg-type]
+
+
+def test_resolver_and_grants_for_another_audience_are_refused_when_configuring() -> None:
+    """A passport restricted to server A, or a grant minted for A, must not pass at B for want of one setting."""
+    elsewhere = "urn:mcps:test:other-server"
+    resolver = PassportResolver(anchors=ANCHORS, audience=elsewhere, revocations=MemoryRevocationStore())
+    with pytest.raises(ValueError, match=r"trusted\.audience"):
+        ChannelSecurity(key=SERVER_KEY, identity=SERVER, trusted=resolver, nonces=MemoryNonceStore())
+    verifier = GrantVerifier(issuers=[GATEWAY.public_key], audience=elsewhere, nonces=MemoryNonceStore())
+    with pytest.raises(ValueError, match=r"grants\.verifier\.audience"):
+        ChannelSecurity(
+            key=SERVER_KEY,
+            identity=SERVER,
+            trusted=PinnedKeys([AGENT.public_key]),
+            nonces=MemoryNonceStore(),
+            grants=GrantRequirement(verifier),
+        )
 
 
 async def test_level_below_the_minimum_is_refused_and_the_refusal_reaches_the_agent_with_its_code() -> None:

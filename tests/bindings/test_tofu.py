@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +133,7 @@ async def test_known_keys_file_is_written_0600_and_reloaded_like_pinned_keys(tmp
     await first_use(tofu(path), server)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text())["servers"][SERVER]["kid"] == server.key.kid
-    assert files_in(tmp_path) == ["known_keys.json"]  # no temporary file left behind
+    assert files_in(tmp_path) == [".known_keys.json.lock", "known_keys.json"]  # no temporary file left behind
     # Another run: the recorded key is trusted without a passport and without pinning anything new.
     reloaded = tofu(path, match=f"trusting key {server.key.kid} recorded in")
     assert reloaded.pinned is not None
@@ -179,6 +182,39 @@ def test_a_bad_known_keys_file_is_refused(tmp_path: Path, content: str, mode: in
     path.chmod(mode)
     with pytest.raises(ValueError, match=str(path)):
         UnsafeTrustOnFirstUse(SERVER, path=path)
+
+
+def test_a_known_keys_file_others_could_have_planted_is_refused(tmp_path: Path) -> None:
+    good = tmp_path / "real.json"
+    good.write_text('{"mcps_known_keys": 1, "servers": {}}')
+    good.chmod(0o600)
+    link = tmp_path / "known_keys.json"
+    link.symlink_to(good)
+    with pytest.raises(ValueError, match="regular file"):
+        UnsafeTrustOnFirstUse(SERVER, path=link)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone may create or swap files here (no sticky bit)
+    with pytest.raises(ValueError, match="writable by group or others"):
+        UnsafeTrustOnFirstUse(SERVER, path=shared / "known_keys.json")
+
+
+def test_a_known_keys_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file to another user")
+    path = tmp_path / "known_keys.json"
+    path.write_text('{"mcps_known_keys": 1, "servers": {}}')
+    path.chmod(0o644)
+    os.chown(path, 65534, 65534)  # nobody
+    with pytest.raises(ValueError, match="owned by this user"):
+        UnsafeTrustOnFirstUse(SERVER, path=path)
+
+
+def test_the_warning_is_shown_on_every_use_not_once() -> None:
+    """In a plain interpreter (Python's default filters show an identical warning from one place once)."""
+    program = "from mcps.bindings import UnsafeTrustOnFirstUse\nfor _ in range(3): UnsafeTrustOnFirstUse('urn:s')"
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True)
+    assert ran.stderr.count("UnsafeTrustWarning: UNSAFE: trust on first use for urn:s") == 3
 
 
 async def test_a_client_channel_trusts_the_server_it_first_hears_from() -> None:

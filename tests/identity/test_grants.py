@@ -52,12 +52,12 @@ def make_verifier(nonces: MemoryNonceStore | None = None) -> GrantVerifier:
 
 async def refused(message: dict[str, Any], verifier: GrantVerifier | None = None, **kwargs: Any) -> ErrorCode:
     with pytest.raises(McpsError) as caught:
-        await (verifier or make_verifier()).verify_request(message, **kwargs)
+        await (verifier or make_verifier()).verify_request(message, **({"agent": "agent-1"} | kwargs))
     return caught.value.code
 
 
 async def test_valid_grant_is_handed_to_the_tool() -> None:
-    grant = await make_verifier().verify_request(forwarded())
+    grant = await make_verifier().verify_request(forwarded(), agent="agent-1")
     assert grant == VerifiedGrant(
         iss="https://gateway.example",
         issuer_kid=GATEWAY.kid,
@@ -93,6 +93,12 @@ async def test_arguments_changed() -> None:
     assert await refused(message) is ErrorCode.GRANT_MISMATCH
 
 
+async def test_minted_for_another_agent_than_the_verified_sender() -> None:
+    assert await refused(forwarded(), agent="agent-2") is ErrorCode.GRANT_MISMATCH
+    # The check is skipped only when the caller says, explicitly, that it knows no sender identity.
+    assert (await make_verifier().verify_request(forwarded(), agent=None)).agent_id == "agent-1"
+
+
 async def test_bound_to_another_request() -> None:
     other = forwarded()
     message = signed_request(passport())
@@ -103,7 +109,7 @@ async def test_bound_to_another_request() -> None:
 async def test_replayed() -> None:
     verifier = make_verifier()
     message = forwarded()
-    await verifier.verify_request(message)
+    await verifier.verify_request(message, agent="agent-1")
     assert await refused(message, verifier) is ErrorCode.GRANT_REPLAYED
 
 
@@ -113,13 +119,13 @@ async def test_a_refused_grant_is_not_used_up() -> None:
     tampered = json.loads(json.dumps(message))
     tampered["params"]["arguments"] = {"path": "/etc/shadow"}
     assert await refused(tampered, verifier) is ErrorCode.GRANT_MISMATCH
-    await verifier.verify_request(message)
+    await verifier.verify_request(message, agent="agent-1")
 
 
 async def test_expired_and_not_yet_valid() -> None:
     assert await refused(forwarded(now=NOW - 61)) is ErrorCode.GRANT_INVALID  # exp = NOW - 31 < NOW - skew
     assert await refused(forwarded(now=NOW + 31)) is ErrorCode.GRANT_INVALID
-    await make_verifier().verify_request(forwarded(now=NOW - 60))  # exp + skew still ahead
+    await make_verifier().verify_request(forwarded(now=NOW - 60), agent="agent-1")  # exp + skew still ahead
 
 
 async def test_wrong_audience() -> None:

@@ -38,7 +38,7 @@ from mcps.core.keys import PrivateKey
 from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
 from mcps.core.tools import sign_tool
 from mcps.identity.passports import parse_passport
-from mcps.identity.resolver import PASSPORT_KEY, attach_passport
+from mcps.identity.resolver import PASSPORT_KEY, PassportResolver, attach_passport
 from mcps.stores.nonces import NonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
@@ -82,18 +82,27 @@ class ChannelSecurity:
     clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
-        if self.passport is None:
-            if self.chain:
-                raise ValueError("a chain needs a passport")
-            return
-        claims = parse_passport(self.passport).claims  # raises McpsError for a malformed passport
-        if claims.key.kid != self.key.kid:
-            raise ValueError("the passport's cnf key is not this end's key")
-        if self.identity is None:
-            object.__setattr__(self, "identity", claims.sub)
-        elif self.identity != claims.sub:
-            raise ValueError(f"identity {self.identity!r} is not the passport's sub {claims.sub!r}")
+        if isinstance(self.chain, str) or not all(isinstance(token, str) for token in self.chain):
+            raise ValueError("chain must be a sequence of passport tokens (strings)")
         object.__setattr__(self, "chain", tuple(self.chain))
+        if self.passport is not None:
+            claims = parse_passport(self.passport).claims  # raises McpsError for a malformed passport
+            if claims.key.kid != self.key.kid:
+                raise ValueError("the passport's cnf key is not this end's key")
+            if self.identity is None:
+                object.__setattr__(self, "identity", claims.sub)
+            elif self.identity != claims.sub:
+                raise ValueError(f"identity {self.identity!r} is not the passport's sub {claims.sub!r}")
+        elif self.chain:
+            raise ValueError("a chain needs a passport")
+        # What this end is addressed as must be what its passport checks and its grants name (aud).
+        if isinstance(self.trusted, PassportResolver) and self.trusted.audience != self.audience:
+            raise ValueError(f"trusted.audience {self.trusted.audience!r} is not this end's identity {self.audience!r}")
+        if self.grants is not None and self.grants.verifier.audience != self.audience:
+            raise ValueError(
+                f"grants.verifier.audience {self.grants.verifier.audience!r} is not this end's identity "
+                f"{self.audience!r}"
+            )
 
     @property
     def audience(self) -> str:

@@ -19,22 +19,28 @@ passport cannot be trusted on first use (MCPS-029).
 
 ``path`` names a known-keys file, like OpenSSH's ``known_hosts``, keyed by server identity. When it holds a key
 for this identity the resolver behaves exactly like ``PinnedKeys`` with that key; otherwise the first key is
-learnt and written to the file (atomically, mode 0600). A file that group or others may write is refused.
+learnt and written to the file (atomically, mode 0600), under an exclusive lock on a sibling ``.lock`` file so
+that processes pinning at once neither lose each other's entries nor pin two keys. The file is refused (as
+OpenSSH's StrictModes would) when it is a symbolic link, is owned by another user, or may be written by group or
+others, and so is a directory that group or others may write without the sticky bit: anyone who can plant a key
+there would be trusted.
 
-Every use warns: an :class:`UnsafeTrustWarning` and a WARNING on the ``mcps.bindings`` logger when the resolver
-is made, and again each time it pins a key.
+Every use warns: an :class:`UnsafeTrustWarning` (shown every time: this module adds an ``always`` filter for it,
+after any the application set) and a WARNING on the ``mcps.bindings`` logger when the resolver is made, and
+again each time it pins a key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import stat
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -55,6 +61,10 @@ KNOWN_KEYS_VERSION: Final = 1
 
 class UnsafeTrustWarning(UserWarning):
     """Emitted each time an ``Unsafe…`` trust mode is set up or trusts something nobody vouched for."""
+
+
+# Python shows an identical warning from one place once by default; an unsafe mode must warn on every use.
+warnings.filterwarnings("always", category=UnsafeTrustWarning, append=True)
 
 
 class UnsafeTrustOnFirstUse:
@@ -102,20 +112,18 @@ class UnsafeTrustOnFirstUse:
     def _pin(self, key: PublicKey) -> None:
         where = ""
         if self._path is not None:
-            try:  # read again: another process may have pinned this server meanwhile
-                known = _read_known_keys(self._path)
-            except (OSError, ValueError) as exc:
-                raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail=f"cannot read {self._path}: {exc}") from exc
-            recorded = known.get(self.server_identity)
-            if recorded is not None and recorded.kid != key.kid:
-                raise McpsError(
-                    ErrorCode.UNKNOWN_KEY,
-                    detail=f"{self._path} now pins {self.server_identity} to key {recorded.kid}, not {key.kid}",
-                )
             try:
-                _write_known_keys(self._path, {**known, self.server_identity: key})
-            except OSError as exc:  # not recorded, so not pinned: refused, never trusted for this run only
-                raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail=f"cannot write {self._path}: {exc}") from exc
+                with _locked(self._path):
+                    known = _read_known_keys(self._path)  # again: another process may have pinned it meanwhile
+                    recorded = known.get(self.server_identity)
+                    if recorded is not None and recorded.kid != key.kid:
+                        raise McpsError(
+                            ErrorCode.UNKNOWN_KEY,
+                            detail=f"{self._path} now pins {self.server_identity} to {recorded.kid}, not {key.kid}",
+                        )
+                    _write_known_keys(self._path, {**known, self.server_identity: key})
+            except (OSError, ValueError) as exc:  # not recorded, so not pinned: refused, never trusted for this run
+                raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail=f"cannot record in {self._path}: {exc}") from exc
             where = f", recorded in {self._path}"
         self._key = key
         _warn(
@@ -160,22 +168,49 @@ def _known_keys_error(path: Path, detail: str) -> ValueError:
     return ValueError(f"{path} is not a valid mcps known-keys file: {detail}")
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``.<name>.lock`` beside ``path`` (mode 0600), held for the block."""
+    _check_directory(path.parent)
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _check_directory(directory: Path) -> None:
+    """``ValueError`` for a directory where others could plant or swap the file (group/other-writable, no sticky)."""
+    mode = directory.stat().st_mode
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        raise ValueError(f"{directory} is writable by group or others (mode {stat.S_IMODE(mode):04o})")
+
+
 def _read_known_keys(path: Path) -> dict[str, PublicKey]:
     """Server identity → key, from ``{"mcps_known_keys": 1, "servers": {identity: JWK}}``; a missing file is empty.
 
-    Parsed strictly (I-JSON, no duplicate keys). ``ValueError`` for any other content, and for a file that group
-    or others may write (they could plant a key).
+    Parsed strictly (I-JSON, no duplicate keys). ``ValueError`` for any other content, and for a file someone else
+    could have planted a key in: a symbolic link, another user's file, a file group or others may write, or one in
+    a directory they may write.
     """
+    _check_directory(path.parent)
     try:
-        mode = path.stat().st_mode
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return {}
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ValueError(
-            f"{path} is writable by group or others (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
-        )
+    except OSError as exc:  # ELOOP: a symbolic link
+        raise ValueError(f"{path} cannot be opened as a regular file: {exc.strerror}") from exc
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_uid not in (os.geteuid(), 0):
+            raise ValueError(f"{path} is not a regular file owned by this user")
+        if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            mode = stat.S_IMODE(status.st_mode)
+            raise ValueError(f"{path} is writable by group or others (mode {mode:04o}); run: chmod 600 {path}")
+        raw = handle.read()
     try:
-        data = parse_message(path.read_bytes())
+        data = parse_message(raw)
     except McpsError as exc:
         raise _known_keys_error(path, exc.diagnostics()) from exc
     if data.keys() != {"mcps_known_keys", "servers"} or data["mcps_known_keys"] != KNOWN_KEYS_VERSION:

@@ -15,10 +15,10 @@ it forwards (the member is excluded from the agent's message signature, SPEC.md 
 
 :class:`GrantVerifier` checks, in this order: size and form (MCPS-017), issuer key is trusted (MCPS-017),
 signature (MCPS-017), claims (MCPS-017), lifetime and time window with skew (MCPS-017), ``aud`` is this server
-(MCPS-011), ``tool``, ``args`` and ``req`` match the call and, when the verifier is told who the verified
-sender is, ``sub`` names that agent (MCPS-032), and last — only for a grant that passed
-everything else — single use: ``jti`` is claimed in the nonce store under the issuer's kid prefixed with
-``grant.`` (MCPS-031 when already used, MCPS-030 when the store cannot answer).
+(MCPS-011), ``tool``, ``args`` and ``req`` match the call and ``sub`` names the request's verified sender
+(MCPS-032; the caller must say who that is, or pass ``agent=None`` explicitly when it cannot know), and last —
+only for a grant that passed everything else — single use: ``jti`` is claimed in the nonce store under the
+issuer's kid prefixed with ``grant.`` (MCPS-031 when already used, MCPS-030 when the store cannot answer).
 """
 
 from __future__ import annotations
@@ -146,12 +146,13 @@ class GrantVerifier:
         self._clock = clock
 
     async def verify_request(
-        self, message: Mapping[str, Any], *, agent: str | None = None, now: float | None = None
+        self, message: Mapping[str, Any], *, agent: str | None, now: float | None = None
     ) -> VerifiedGrant:
         """Verify the grant of a ``tools/call`` request (its ``_meta["mcps/grant"]``) against that very request.
 
         The request's agent signature should already be verified (:class:`~mcps.verifier.MessageVerifier`);
-        ``agent`` is the identity it verified (agent id, or kid for a pinned key), which ``sub`` must name.
+        ``agent`` is the identity it verified (agent id, or kid for a pinned key), which ``sub`` must name;
+        ``None`` skips that check and must be said explicitly.
         """
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
@@ -173,7 +174,7 @@ class GrantVerifier:
         tool: str,
         arguments: Mapping[str, Any] | None,
         request_sig: str,
-        agent: str | None = None,
+        agent: str | None,
         now: float | None = None,
     ) -> VerifiedGrant:
         """Verify ``token`` for this call (and, given ``agent``, this sender) and use it up.
