@@ -60,7 +60,14 @@ def _path(depth: int) -> tuple[str, list[str]]:
         middle = _key(f"intermediate {n}")
         tokens.append(
             issue_passport(
-                issuer, iss=iss, sub=f"issuer-{n}", agent_key=middle.public_key, level=2, scopes=["tools:call"], now=NOW
+                issuer,
+                iss=iss,
+                sub=f"issuer-{n}",
+                agent_key=middle.public_key,
+                level=2,
+                scopes=["tools:call"],
+                now=NOW,
+                issuer=True,
             )
         )
         issuer, iss = middle, f"issuer-{n}"

@@ -262,3 +262,43 @@ async def test_a_server_without_a_grant_requirement_ignores_grants() -> None:
     inbound = await server_channel().receive(with_grant(sent(agent_channel(), call(name="rm_rf")), sub="agent-2"))
     assert inbound.caller is not None
     assert inbound.caller.grant is None
+
+
+async def test_passports_minted_by_an_ordinary_agent_passport_are_refused_by_client_and_server() -> None:
+    # Regression: any passport could sign another. Mallory holds an ordinary anchored passport and signs passports
+    # for the server's identity and for agent-1, certifying a key of hers; only an issuer's passport (SPEC §7.4) may.
+    mallory, minted_key = make_key("mallory"), make_key("mallory's minted key")
+
+    def minted(sub: str) -> str:
+        return passport(minted_key, issuer=mallory, iss="mallory", sub=sub, scopes=["tools:call"], jti=sub)
+
+    for may_issue, code in ((False, "MCPS-009"), (True, None)):
+        mallory_passport = passport(mallory, sub="mallory", jti="jti-mallory", may_issue=may_issue)
+        resolver = PassportResolver(anchors=ANCHORS, audience=AGENT.kid, revocations=MemoryRevocationStore())
+        client = SecureChannel(
+            ChannelSecurity(key=AGENT, trusted=resolver, nonces=MemoryNonceStore(), clock=clock), peer=SERVER
+        )
+        request = sent(client, call(2))
+        answer = attach_passport({"jsonrpc": "2.0", "id": 2, "result": {}}, minted(SERVER), [mallory_passport])
+        irt = request["params"]["_meta"]["mcps/sig"]["sig"]
+        delivered = (
+            await client.receive(sign_message(answer, minted_key, audience=AGENT.kid, now=NOW, in_reply_to=irt))
+        ).deliver
+        assert delivered is not None
+        assert (delivered.get("error") or {}).get("data", {}).get("mcps_code") == code, "client"
+
+        impostor = ChannelSecurity(
+            key=minted_key,
+            passport=minted("agent-1"),
+            chain=(mallory_passport,),
+            trusted=PinnedKeys([SERVER_KEY.public_key]),
+            nonces=MemoryNonceStore(),
+            clock=clock,
+        )
+        inbound = await server_channel().receive(sent(SecureChannel(impostor, peer=SERVER), call()))
+        if code is None:
+            assert inbound.caller is not None  # the path is sound once the passport above may issue
+            assert inbound.caller.identity == "agent-1"
+        else:
+            assert inbound.caller is None
+            assert refusal_code(inbound) == code

@@ -48,7 +48,9 @@ def passport(
     ttl: int = 3600,
     aud: Iterable[str] | None = None,
     jti: str | None = None,
+    may_issue: bool = False,
 ) -> str:
+    """A passport for ``agent`` signed by ``issuer``; ``may_issue`` marks it as an issuer (``mcps_issuer``)."""
     return issue_passport(
         issuer,
         iss=iss,
@@ -60,16 +62,24 @@ def passport(
         ttl=ttl,
         aud=aud,
         jti=jti,
+        issuer=may_issue,
     )
 
 
 def delegated(depth: int, *, agent: PrivateKey = AGENT, level: int = 2) -> tuple[str, list[str]]:
-    """A path of ``depth`` passports: the agent's, issued by intermediate ``depth-1``, …, down from ANCHOR."""
+    """A path of ``depth`` passports: the agent's, issued by intermediate ``depth-1``, …, down from ANCHOR.
+
+    Each intermediate's passport carries ``mcps_issuer``: it may sign the passport below it.
+    """
     issuer, iss = ANCHOR, ISSUER
     tokens: list[str] = []
     for n in range(depth - 1, 0, -1):
         intermediate = make_key(f"intermediate {n}")
-        tokens.append(passport(intermediate, issuer=issuer, iss=iss, sub=f"issuer-{n}", level=level, jti=f"jti-i{n}"))
+        tokens.append(
+            passport(
+                intermediate, issuer=issuer, iss=iss, sub=f"issuer-{n}", level=level, jti=f"jti-i{n}", may_issue=True
+            )
+        )
         issuer, iss = intermediate, f"issuer-{n}"
     leaf = passport(agent, issuer=issuer, iss=iss, level=level, scopes=("tools:call",), jti="jti-leaf")
     return leaf, list(reversed(tokens))

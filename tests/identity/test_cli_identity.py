@@ -181,6 +181,7 @@ def test_delegation_with_chain(cli: Cli, setup: Setup, tmp_path: Path) -> None:
             "2",
             "--scope",
             "tools:call",
+            "--may-issue",
         ).out
     )
     result = cli(
@@ -220,6 +221,36 @@ def test_delegation_with_chain(cli: Cli, setup: Setup, tmp_path: Path) -> None:
         issuer_passport,
     )
     assert wrong.code == 2
+
+
+def test_only_a_passport_issued_with_may_issue_can_sign_passports(cli: Cli, setup: Setup, tmp_path: Path) -> None:
+    def claims(path: Path) -> dict[str, object]:
+        decoded: dict[str, object] = json.loads(cli("passport", "inspect", path).out)["passports"][0]["claims"]
+        return decoded
+
+    assert cli("keygen", "--out", tmp_path / "member.pem").code == 0
+    member = ["--agent-key", tmp_path / "member.pem.pub.jwk", "--level", "2", "--scope", "tools:call"]
+    member_issuer, member_passport = tmp_path / "member-issuer.passport", tmp_path / "member.passport"
+    member_issuer.write_text(
+        cli("passport", "issue", "--issuer-key", setup.key("issuer"), "--sub", "member", *member, "--may-issue").out
+    )
+    assert claims(member_issuer)["mcps_issuer"] is True
+    ordinary = cli("passport", "issue", "--issuer-key", setup.key("issuer"), "--sub", "member", *member)
+    member_passport.write_text(ordinary.out)
+    assert "mcps_issuer" not in claims(member_passport)
+    # An ordinary member passport cannot certify a key under another agent's id.
+    impersonation = ["--iss", "member", "--sub", "agent-1", "--agent-key", setup.pub("agent"), "--level", "2"]
+    refused = cli(
+        "passport", "issue", "--issuer-key", tmp_path / "member.pem", *impersonation, "--chain", member_passport
+    )
+    assert refused.code == 2
+    assert "--may-issue" in refused.err
+    forged = tmp_path / "forged.passport"  # chained by hand: refused by the verifier
+    forged.write_text(
+        cli("passport", "issue", "--issuer-key", tmp_path / "member.pem", *impersonation).out + ordinary.out
+    )
+    result = cli("passport", "verify", "--trust", setup.anchors, forged)
+    assert (result.code, result.err.split(":")[0]) == (1, "MCPS-009")
 
 
 def test_revocation_list_issue_and_apply(cli: Cli, setup: Setup, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Passports and chains: claims, size, time, audience, anchors and caps, self-signed L0, depth, narrowing."""
+"""Passports and chains: claims, size, time, audience, anchors and caps, self-signed L0, depth, issuers, narrowing."""
 
 from __future__ import annotations
 
@@ -165,6 +165,9 @@ def test_size_cap_is_8_kib() -> None:
         ("aud", [1]),
         ("agent", {"name": "x"}),
         ("jti", None),
+        ("mcps_issuer", "true"),
+        ("mcps_issuer", 1),
+        ("mcps_issuer", None),
     ],
 )
 def test_malformed_claims(change: str, value: object) -> None:
@@ -203,48 +206,106 @@ def test_chain_of_6_is_too_deep() -> None:
 
 def test_effective_level_is_the_lowest_cap_on_the_path() -> None:
     intermediate = make_key("intermediate x")
-    parent = passport(intermediate, sub="issuer-x", level=1)
+    parent = passport(intermediate, sub="issuer-x", level=1, may_issue=True)
     leaf = passport(issuer=intermediate, iss="issuer-x", level=3, scopes=["tools:call"])
     assert verify(leaf, [parent]).level is TrustLevel.L1
-    low_parent = passport(intermediate, issuer=LOW_ANCHOR, sub="issuer-x", level=3)
+    low_parent = passport(intermediate, issuer=LOW_ANCHOR, sub="issuer-x", level=3, may_issue=True)
     assert verify(leaf, [low_parent]).level is TrustLevel.L1
 
 
 def test_self_signed_intermediate_makes_the_path_l0() -> None:
     intermediate = make_key("intermediate x")
-    parent = passport(intermediate, issuer=intermediate, sub="issuer-x", level=4)
+    parent = passport(intermediate, issuer=intermediate, sub="issuer-x", level=4, may_issue=True)
     leaf = passport(issuer=intermediate, iss="issuer-x", level=3, scopes=["tools:call"])
     assert verify(leaf, [parent]).level is TrustLevel.L0
+    # Signing another passport takes the marker even at L0; a self-signed passport alone needs none.
+    not_issuer = passport(intermediate, issuer=intermediate, sub="issuer-x", level=4)
+    assert refused(leaf, [not_issuer]).code is ErrorCode.INSUFFICIENT_TRUST
+    assert verify(not_issuer).level is TrustLevel.L0
 
 
 def test_delegated_scopes_only_narrow() -> None:
     intermediate = make_key("intermediate x")
-    parent = passport(intermediate, sub="issuer-x", scopes=["tools:call"])
+    parent = passport(intermediate, sub="issuer-x", scopes=["tools:call"], may_issue=True)
     leaf = passport(issuer=intermediate, iss="issuer-x", scopes=["tools:call", "admin"])
     error = refused(leaf, [parent])
     assert error.code is ErrorCode.INSUFFICIENT_TRUST
 
 
+def test_issuer_marker_is_written_only_when_asked() -> None:
+    ordinary, issuer = passport(), passport(may_issue=True)
+    assert "mcps_issuer" not in claims_of(ordinary)
+    assert parse_passport(ordinary).claims.issuer is False
+    assert claims_of(issuer)["mcps_issuer"] is True
+    assert parse_passport(issuer).claims.issuer is True
+    explicit_false = claims_of(ordinary) | {"mcps_issuer": False}
+    assert parse_passport(sign_compact(explicit_false, ANCHOR, typ=PASSPORT_TYP)).claims.issuer is False
+
+
+def test_ordinary_passport_cannot_issue_one_for_another_agent() -> None:
+    # Regression: an agent with an ordinary anchored passport signed a passport for another agent's id (or a
+    # server's) certifying a key of its own, and the path verified at L2.
+    mallory = make_key("mallory")
+    mallory_passport = passport(mallory, sub="mallory", jti="jti-mallory")
+    for sub in ("agent-1", "urn:example:server"):
+        forged = passport(issuer=mallory, iss="mallory", sub=sub, scopes=["tools:call"])
+        error = refused(forged, [mallory_passport])
+        assert error.code is ErrorCode.INSUFFICIENT_TRUST
+        assert "'mallory'" in error.diagnostics()
+    explicit_false = sign_compact(claims_of(mallory_passport) | {"mcps_issuer": False}, ANCHOR, typ=PASSPORT_TYP)
+    forged = passport(issuer=mallory, iss="mallory", scopes=["tools:call"])
+    assert refused(forged, [explicit_false]).code is ErrorCode.INSUFFICIENT_TRUST
+
+
+def test_every_passport_that_signs_another_must_be_an_issuer() -> None:
+    leaf, chain = delegated(4)
+    verify(leaf, chain)
+    for position in range(len(chain)):
+        claims = claims_of(chain[position])
+        del claims["mcps_issuer"]
+        signer = ANCHOR if position == len(chain) - 1 else make_key(f"intermediate {position + 2}")
+        stripped = [*chain[:position], sign_compact(claims, signer, typ=PASSPORT_TYP), *chain[position + 1 :]]
+        error = refused(leaf, stripped)
+        assert error.code is ErrorCode.INSUFFICIENT_TRUST
+        assert f"mcps/chain[{position}]" in error.diagnostics()
+
+
+def test_a_non_issuer_is_refused_before_the_signature_it_made_is_checked() -> None:
+    # SPEC §7.4 step 3d before 3e: nothing the non-issuer signed is used, not even to check its signature.
+    mallory = make_key("mallory")
+    head, body, _sig = passport(issuer=mallory, iss="mallory", scopes=["tools:call"]).split(".")
+    bad_signature = f"{head}.{body}.{'A' * 86}"
+    error = refused(bad_signature, [passport(mallory, sub="mallory")])
+    assert error.code is ErrorCode.INSUFFICIENT_TRUST
+
+
+def test_anchors_and_leaves_need_no_marker() -> None:
+    agent = verify(passport())  # signed by an anchor: an issuer by being one
+    assert agent.level is TrustLevel.L2
+    assert verify(passport(may_issue=True)).passport.issuer is True  # a marked leaf is still just an agent
+
+
 def test_chain_links_must_connect() -> None:
     intermediate = make_key("intermediate x")
     leaf = passport(issuer=intermediate, iss="issuer-x", scopes=["tools:call"])
-    wrong_key = passport(make_key("someone else"), sub="issuer-x")
+    wrong_key = passport(make_key("someone else"), sub="issuer-x", may_issue=True)
     assert refused(leaf, [wrong_key]).code is ErrorCode.PASSPORT_MALFORMED
-    wrong_sub = passport(intermediate, sub="issuer-y")
+    wrong_sub = passport(intermediate, sub="issuer-y", may_issue=True)
     assert refused(leaf, [wrong_sub]).code is ErrorCode.PASSPORT_MALFORMED
     assert refused(leaf).code is ErrorCode.UNKNOWN_KEY  # the intermediate's passport is missing
-    assert refused(passport(), [passport(intermediate, sub="issuer-x")]).code is ErrorCode.PASSPORT_MALFORMED
+    extra = passport(intermediate, sub="issuer-x", may_issue=True)
+    assert refused(passport(), [extra]).code is ErrorCode.PASSPORT_MALFORMED
     assert refused(leaf, "not-a-list").code is ErrorCode.PASSPORT_MALFORMED
 
 
 def test_every_link_is_checked_for_time_and_audience() -> None:
     intermediate = make_key("intermediate x")
     leaf = passport(issuer=intermediate, iss="issuer-x", scopes=["tools:call"])
-    expired_parent = passport(intermediate, sub="issuer-x", now=NOW - 7200)
+    expired_parent = passport(intermediate, sub="issuer-x", now=NOW - 7200, may_issue=True)
     assert refused(leaf, [expired_parent]).code is ErrorCode.PASSPORT_EXPIRED
-    elsewhere = passport(intermediate, sub="issuer-x", aud=["https://other.example"])
+    elsewhere = passport(intermediate, sub="issuer-x", aud=["https://other.example"], may_issue=True)
     assert refused(leaf, [elsewhere]).code is ErrorCode.AUDIENCE_MISMATCH
-    agent = verify(leaf, [passport(intermediate, sub="issuer-x", ttl=60)])
+    agent = verify(leaf, [passport(intermediate, sub="issuer-x", ttl=60, may_issue=True)])
     assert agent.expires == NOW + 60
 
 

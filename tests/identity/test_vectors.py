@@ -47,6 +47,8 @@ def test_every_case_the_issue_lists_has_a_vector() -> None:
         "passport-revoked-by-sub",
         "passport-cnf-not-signing-key",
         "passport-audience-mismatch",
+        "passport-issued-by-a-non-issuer",
+        "passport-for-another-agent-issued-by-an-agent",
         "grant-valid",
         "grant-wrong-tool",
         "grant-arguments-changed",

@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from mcps.core.encoding import b64u_encode
+from mcps.core.encoding import b64u_decode, b64u_encode
 from mcps.core.envelope import GRANT_KEY, sign_message
 from mcps.core.keys import Algorithm, PrivateKey
 from mcps.identity.anchors import TrustAnchor, TrustAnchors
@@ -38,6 +38,8 @@ _SEEDS: dict[str, Algorithm] = {
     "agent-es256": Algorithm.ES256,
     "stranger": Algorithm.EDDSA,
     "gateway": Algorithm.EDDSA,
+    "mallory": Algorithm.EDDSA,
+    "mallory-second-key": Algorithm.EDDSA,
     **{f"intermediate-{n}": Algorithm.EDDSA for n in range(1, 6)},
 }
 
@@ -61,7 +63,7 @@ ANCHORS = TrustAnchors(
 )
 
 
-def passport(agent: str = "agent", issuer: str = "anchor-l4", **kw: Any) -> str:
+def passport(agent: str = "agent", issuer: str = "anchor-l4", *, may_issue: bool = False, **kw: Any) -> str:
     args: dict[str, Any] = {
         "iss": "https://issuer.example",
         "sub": "agent-1",
@@ -72,13 +74,19 @@ def passport(agent: str = "agent", issuer: str = "anchor-l4", **kw: Any) -> str:
         "jti": "jti-agent-1",
     }
     args.update(kw)
-    return issue_passport(K[issuer], agent_key=K[agent].public_key, **args)
+    return issue_passport(K[issuer], agent_key=K[agent].public_key, issuer=may_issue, **args)
+
+
+def issuer_passport(n: int, issuer: str = "anchor-l4", iss: str = "https://issuer.example", **kw: Any) -> str:
+    """The passport of intermediate ``n`` (sub ``issuer-n``): it may issue passports unless ``may_issue=False``."""
+    args: dict[str, Any] = {"iss": iss, "sub": f"issuer-{n}", "jti": f"jti-issuer-{n}", "may_issue": True} | kw
+    return passport(f"intermediate-{n}", issuer, **args)
 
 
 def chain(depth: int) -> tuple[str, list[str]]:
     issuer, iss, tokens = "anchor-l4", "https://issuer.example", []
     for n in range(depth - 1, 0, -1):
-        tokens.append(passport(f"intermediate-{n}", issuer, iss=iss, sub=f"issuer-{n}", jti=f"jti-issuer-{n}"))
+        tokens.append(issuer_passport(n, issuer, iss))
         issuer, iss = f"intermediate-{n}", f"issuer-{n}"
     leaf = passport("agent", issuer, iss=iss, scopes=["tools:call"])
     return leaf, list(reversed(tokens))
@@ -126,9 +134,17 @@ def oversized() -> str:
     return sign_compact(claims, K["anchor-l4"], typ=PASSPORT_TYP)
 
 
+def issuer_marker_not_boolean() -> str:
+    claims = json.loads(b64u_decode(issuer_passport(1).split(".")[1])) | {"mcps_issuer": "true"}
+    return sign_compact(claims, K["anchor-l4"], typ=PASSPORT_TYP)
+
+
 def passports() -> dict[str, dict[str, Any]]:
     leaf3, chain3 = chain(3)
     leaf6, chain6 = chain(6)
+    delegated = passport("agent", "intermediate-1", iss="issuer-1", scopes=["tools:call"])
+    mallory = passport("mallory", sub="mallory", jti="jti-mallory")  # an ordinary anchored agent passport
+    impersonation = passport("mallory-second-key", "mallory", iss="mallory", scopes=["tools:call"], jti="jti-forged")
     return {
         "passport-valid-l0-self-signed": passport_case(
             "self-signed, claims L0", request(passport(issuer="agent", level=0)), ok(0)
@@ -199,9 +215,25 @@ def passports() -> dict[str, dict[str, Any]]:
             "a delegate claims a scope its issuer lacks",
             request(
                 passport("agent", "intermediate-1", iss="issuer-1", scopes=["tools:call", "admin"]),
-                [passport("intermediate-1", sub="issuer-1", scopes=["tools:call"], jti="jti-issuer-1")],
+                [issuer_passport(1, scopes=["tools:call"])],
             ),
             err("MCPS-009"),
+        ),
+        "passport-issued-by-a-non-issuer": passport_case(
+            "agent <- issuer-1 <- anchor, but issuer-1's passport has no mcps_issuer: it may not sign passports",
+            request(delegated, [issuer_passport(1, may_issue=False)]),
+            err("MCPS-009"),
+        ),
+        "passport-for-another-agent-issued-by-an-agent": passport_case(
+            "impersonation: the holder of an ordinary anchored passport (sub mallory) signs a passport for agent-1"
+            " certifying a key of its own, and signs the request with that key",
+            request(impersonation, [mallory], signer="mallory-second-key"),
+            err("MCPS-009"),
+        ),
+        "passport-issuer-marker-not-boolean": passport_case(
+            'an intermediate\'s mcps_issuer is the string "true", not a boolean',
+            request(delegated, [issuer_marker_not_boolean()]),
+            err("MCPS-001"),
         ),
     }
 

@@ -161,6 +161,8 @@ def passport_issue(args: argparse.Namespace) -> int:
         parent = parse_passport(leaf).claims
         if parent.key.kid != issuer.kid:
             raise UsageError("the --chain passport does not certify --issuer-key")
+        if not parent.issuer:
+            raise UsageError("the --chain passport may not issue passports (it was not issued with --may-issue)")
         iss = iss or parent.sub
     token = issue_passport(
         issuer,
@@ -172,6 +174,7 @@ def passport_issue(args: argparse.Namespace) -> int:
         now=time.time(),
         ttl=args.ttl,
         aud=args.aud or None,
+        issuer=args.may_issue,
     )
     print("\n".join([token, *chain]))
     return EXIT_OK
@@ -286,6 +289,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     issue.add_argument("--aud", action="append", metavar="URI", help="receiver it is valid for (repeatable)")
     issue.add_argument("--ttl", type=parse_duration, default=parse_duration("24h"), help="lifetime (default 24h)")
     issue.add_argument("--chain", type=Path, metavar="PASSPORT", help="the issuer's own passport file (delegation)")
+    issue.add_argument(
+        "--may-issue",
+        action="store_true",
+        help="let this passport's key sign other passports (mcps_issuer: an intermediate issuer for --chain)",
+    )
     issue.set_defaults(handler=passport_issue)
 
     inspect = commands.add_parser("inspect", help="decode a passport file WITHOUT verifying it")

@@ -17,8 +17,12 @@ Checks, in this order (each refusal has one code):
       anchor's ``mcps_max_tl``), or else the next passport, whose ``cnf`` key must be the signing key and whose
       ``sub`` must equal this passport's ``iss`` — MCPS-001; no next passport — unknown issuer, MCPS-029;
       passports left over after the path ended — MCPS-001;
-   c. the signature — MCPS-004;
-   d. a delegated passport's scopes must be a subset of its parent's: scopes only narrow — MCPS-009.
+   c. a parent that signed it must be an issuer: its passport carries ``"mcps_issuer": true`` — MCPS-009. Trust
+      anchors are issuers by being anchors; a self-signed passport needs no marker to sign itself, only to sign
+      the passport below it. Without this rule any passport holder could certify a key of its own under any
+      ``sub`` (another agent's, a server's);
+   d. the signature — MCPS-004;
+   e. a delegated passport's scopes must be a subset of its parent's: scopes only narrow — MCPS-009.
 
 4. The effective level is the lowest of every passport's claimed ``mcps_tl`` and the anchor's cap; L0 when the
    path ends at a self-signed passport, whatever it claims.
@@ -108,7 +112,7 @@ def verify_chain(
         claims.check_audience(audience)
         level = min(level, claims.level)
         last = index == len(links) - 1
-        # 3b–c. The signer, then the signature.
+        # 3b. The signer; 3d. the signature.
         if link.self_signed:
             if not last:
                 raise _malformed("passports follow a self-signed one in mcps/chain")
@@ -130,8 +134,15 @@ def verify_chain(
             raise _malformed(f"mcps/chain[{index}] does not certify the key that signed the passport below it")
         if parent.sub != claims.iss:
             raise _malformed(f"iss of passport {index} is not the sub of its issuer's passport")
+        # 3c. Only an issuer may sign a passport, before anything it certified is used.
+        if not parent.issuer:
+            raise McpsError(
+                ErrorCode.INSUFFICIENT_TRUST,
+                "passport was signed by a passport that may not issue",
+                detail=f"mcps/chain[{index}] (sub {parent.sub!r}) has no mcps_issuer: true",
+            )
         link.jws.verify_signature(parent.key)
-        # 3d. Scopes only narrow.
+        # 3e. Scopes only narrow.
         if not claims.scopes <= parent.scopes:
             raise McpsError(
                 ErrorCode.INSUFFICIENT_TRUST,

@@ -2,18 +2,21 @@
 
 Claims (all required unless marked optional):
 
-=========  ======================================================================================================
-``iss``    the issuer's identity (a string). For a delegated passport it equals the parent passport's ``sub``.
-``sub``    the agent's id.
-``iat``    issued at; ``nbf`` not before; ``exp`` expires (integers, ``iat ≤ nbf < exp``).
-``jti``    the passport's unique id (1–256 characters): what a revocation names.
-``cnf``    ``{"jwk": <public JWK>}`` (RFC 7800 §3.2): the agent's key. Its RFC 7638 thumbprint is the ``kid`` of
-           every message the agent signs.
-``mcps_tl`` the trust level the issuer claims, 0–4; the effective level is capped along the chain.
-``scope``  space-separated scope tokens (RFC 6749 §3.3 syntax), possibly empty.
-``aud``    optional: a string or a non-empty array of strings, the receivers (servers, origins) it is valid for.
-``agent``  optional: ``{"name": str, "version": str}``, informational.
-=========  ======================================================================================================
+=============== ================================================================================================
+``iss``         the issuer's identity (a string). For a delegated passport it equals the parent passport's ``sub``.
+``sub``         the agent's id.
+``iat``         issued at; ``nbf`` not before; ``exp`` expires (integers, ``iat ≤ nbf < exp``).
+``jti``         the passport's unique id (1–256 characters): what a revocation names.
+``cnf``         ``{"jwk": <public JWK>}`` (RFC 7800 §3.2): the agent's key. Its RFC 7638 thumbprint is the ``kid``
+                of every message the agent signs.
+``mcps_tl``     the trust level the issuer claims, 0–4; the effective level is capped along the chain.
+``scope``       space-separated scope tokens (RFC 6749 §3.3 syntax), possibly empty.
+``aud``         optional: a string or a non-empty array of strings, the receivers (servers, origins) it is valid
+                for.
+``agent``       optional: ``{"name": str, "version": str}``, informational.
+``mcps_issuer`` optional boolean: ``true`` when the passport's key may sign other passports, as an intermediate
+                issuer (like X.509 ``basicConstraints`` ``CA:TRUE``); absent or ``false``, it may not.
+=============== ================================================================================================
 
 Other claims are ignored (RFC 7519 §4). This module issues passports and parses them into
 :class:`PassportClaims`; trusting one is the job of :mod:`mcps.identity.chains`.
@@ -97,6 +100,8 @@ class PassportClaims:
     scopes: frozenset[str]
     aud: tuple[str, ...] | None
     agent: AgentInfo | None
+    issuer: bool
+    """``mcps_issuer``: this passport's key may sign other passports (SPEC.md §7.4)."""
 
     def check_time(self, now: float, skew: int) -> None:
         """MCPS-002 unless ``nbf − skew ≤ now ≤ exp + skew`` (the message rule, SPEC.md §4.4)."""
@@ -160,6 +165,13 @@ def _agent(value: object) -> AgentInfo | None:
     return AgentInfo(value["name"], value["version"])
 
 
+def _issuer(claims: dict[str, Any]) -> bool:
+    value = claims.get("mcps_issuer", False)
+    if not isinstance(value, bool):
+        raise _malformed("mcps_issuer must be a boolean")
+    return value
+
+
 def parse_passport(token: object) -> UnverifiedPassport:
     """Size (MCPS-013), then form and claims (MCPS-001). Nothing is verified: see :mod:`mcps.identity.chains`."""
     jws = parse_compact(
@@ -195,6 +207,7 @@ def parse_passport(token: object) -> UnverifiedPassport:
         scopes=scopes,
         aud=_audience(claims.get("aud")),
         agent=_agent(claims.get("agent")),
+        issuer=_issuer(claims),
     )
     return UnverifiedPassport(cast(str, token), jws, parsed)  # parse_compact refused anything but a str
 
@@ -212,8 +225,12 @@ def issue_passport(
     aud: Iterable[str] | None = None,
     agent: AgentInfo | None = None,
     jti: str | None = None,
+    issuer: bool = False,
 ) -> str:
-    """Issue a passport for ``agent_key`` and return the compact token (checked by :func:`parse_passport`)."""
+    """Issue a passport for ``agent_key`` and return the compact token (checked by :func:`parse_passport`).
+
+    ``issuer=True`` writes ``"mcps_issuer": true``: the passport may then sign other passports (delegation).
+    """
     if ttl < 1:
         raise ValueError("ttl must be positive")
     scope_list = sorted(set(scopes))
@@ -233,6 +250,8 @@ def issue_passport(
         claims["aud"] = list(aud)
     if agent is not None:
         claims["agent"] = {"name": agent.name, "version": agent.version}
+    if issuer:
+        claims["mcps_issuer"] = True
     token = sign_compact(claims, issuer_key, typ=PASSPORT_TYP)
     try:
         parse_passport(token)
