@@ -10,8 +10,11 @@ Two shapes of transport are wrapped:
   the strict-parse guarantee must come from in front of it (an ASGI layer); signatures still hold, because they
   cover the canonical form (RFC 8785), not the bytes.
 
-The read side exposes ``last_context`` (mcp 2.x's duck-typed hook): the dispatcher runs each request's handler
-in that context, which is how :func:`mcps.bindings.caller.current_caller` works inside a tool.
+The read side pulls: each ``receive()`` reads the transport in the SDK's own reader task until one message is
+verified, answering or dropping refused ones on the way. There is no relay task and no extra stream between the
+transport and the SDK, so securing a session adds no scheduler round trips per message. The read side also exposes
+``last_context`` (mcp 2.x's duck-typed hook): the dispatcher runs each request's handler in that context, which is
+how :func:`mcps.bindings.caller.current_caller` works inside a tool.
 """
 
 from __future__ import annotations
@@ -25,11 +28,18 @@ from types import TracebackType
 from typing import Any, Final
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from mcp_types import INVALID_REQUEST, jsonrpc_message_adapter
+from mcp_types import (
+    INVALID_REQUEST,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
 from pydantic import ValidationError
 
 from mcps.bindings.caller import context_for
@@ -83,19 +93,39 @@ class LineReader:
 
 
 class SecureReadStream:
-    """The SDK-facing read stream: verified messages only, each with the context its handler runs in."""
+    """The SDK-facing read stream: verified messages only, each with the context its handler runs in.
 
-    def __init__(self, receive: MemoryObjectReceiveStream[_Envelope]) -> None:
-        self._receive = receive
+    ``next_verified`` reads the transport until one message is verified and returns it with its context, or raises
+    ``anyio.EndOfStream`` when the transport ends; it runs in the task that calls :meth:`receive` (the SDK's
+    reader), one call at a time. ``on_close`` closes the transport's read side.
+    """
+
+    def __init__(
+        self, next_verified: Callable[[], Awaitable[_Envelope]], on_close: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._next_verified = next_verified
+        self._on_close = on_close
+        self._closed = False
+        self._receiving = False
         self.last_context: contextvars.Context | None = None
 
     async def receive(self) -> SessionMessage:
-        context, item = await self._receive.receive()
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._receiving:  # the transport is read in place: two readers would interleave its frames
+            raise anyio.BusyResourceError("receiving from")
+        self._receiving = True
+        try:
+            context, item = await self._next_verified()
+        finally:
+            self._receiving = False
         self.last_context = context
         return item
 
     async def aclose(self) -> None:
-        await self._receive.aclose()
+        if not self._closed:
+            self._closed = True
+            await self._on_close()
 
     def __aiter__(self) -> SecureReadStream:
         return self
@@ -154,6 +184,28 @@ class _SignedWriteStream:
         await self.aclose()
 
 
+def to_envelope(message: dict[str, Any]) -> JSONRPCMessage:
+    """``message`` as the SDK's envelope model, exactly what ``jsonrpc_message_adapter`` makes of it.
+
+    The adapter validates against every member of a union and keeps the best fit. A message with exactly one of
+    ``method``, ``result`` and ``error`` fits one member best, known from its shape, so that member is validated
+    directly (half the work). Any other shape, or a direct validation that fails, goes to the adapter, which decides
+    as it always does and raises its own ``ValidationError`` for a message that fits no member.
+    """
+    has_method, has_result, has_error = "method" in message, "result" in message, "error" in message
+    if has_method + has_result + has_error == 1:
+        model: type[JSONRPCMessage]
+        if has_method:
+            model = JSONRPCRequest if "id" in message else JSONRPCNotification
+        else:
+            model = JSONRPCResponse if has_result else JSONRPCError
+        try:
+            return model.model_validate(message, by_name=False)
+        except ValidationError:
+            pass
+    return jsonrpc_message_adapter.validate_python(message, by_name=False)
+
+
 def encode_frame(message: dict[str, Any]) -> bytes:
     """One message as a newline-terminated JSON line (ASCII-only, so any string survives the pipe)."""
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii") + b"\n"
@@ -162,17 +214,16 @@ def encode_frame(message: dict[str, Any]) -> bytes:
 async def _apply(
     decision: Inbound,
     channel: SecureChannel,
-    deliver: MemoryObjectSendStream[_Envelope],
     reply: Callable[[dict[str, Any]], Awaitable[None]],
     base: contextvars.Context | None,
-) -> None:
-    """Carry out one inbound decision: write a refusal, or hand a verified message to the SDK."""
+) -> _Envelope | None:
+    """Carry out one inbound decision: write a refusal, and return a verified message for the SDK (or ``None``)."""
     if decision.reply is not None:
         await reply(decision.reply)
     if decision.deliver is None:
-        return
+        return None
     try:
-        parsed = jsonrpc_message_adapter.validate_python(decision.deliver, by_name=False)
+        parsed = to_envelope(decision.deliver)
     except ValidationError:
         # Verified but not a valid MCP envelope: answer a request (the SDK's own transports would leave it
         # hanging), drop anything else. Detail stays local: pydantic text echoes input.
@@ -183,11 +234,11 @@ async def _apply(
             signed = channel.send({"jsonrpc": "2.0", "id": request_id, "error": error})
             if signed is not None:
                 await reply(signed)
-        return
+        return None
     context = (
         context_for(decision.caller, base) if decision.caller is not None else (base or contextvars.copy_context())
     )
-    await deliver.send((context, SessionMessage(parsed)))
+    return context, SessionMessage(parsed)
 
 
 @asynccontextmanager
@@ -196,7 +247,7 @@ async def secure_frame_streams(
 ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
     """SDK streams over a newline-delimited byte transport: strict parse, verify, sign, write."""
     lock = anyio.Lock()
-    deliver, delivered = anyio.create_memory_object_stream[_Envelope](0)
+    reader = LineReader(receive_chunk, channel.limits.max_bytes)
 
     async def write(message: dict[str, Any]) -> None:
         frame = encode_frame(message)
@@ -206,26 +257,25 @@ async def secure_frame_streams(
     async def forward(signed: dict[str, Any], _item: SessionMessage) -> None:
         await write(signed)
 
-    async def pump() -> None:
-        reader = LineReader(receive_chunk, channel.limits.max_bytes)
-        async with deliver:
-            while (line := await reader.read_line()) is not None:
-                if line is OVERSIZE:
-                    logger.warning("mcps refused a frame: %s", McpsError(ErrorCode.MESSAGE_TOO_LARGE).diagnostics())
-                    continue
-                if isinstance(line, bytes) and line.strip():
-                    await _apply(await channel.receive_raw(line), channel, deliver, write, None)
+    async def next_verified() -> _Envelope:
+        while (line := await reader.read_line()) is not None:
+            if line is OVERSIZE:
+                logger.warning("mcps refused a frame: %s", McpsError(ErrorCode.MESSAGE_TOO_LARGE).diagnostics())
+                continue
+            if isinstance(line, bytes) and line.strip():
+                verified = await _apply(await channel.receive_raw(line), channel, write, None)
+                if verified is not None:
+                    return verified
+        raise anyio.EndOfStream
 
-    async def close_writes() -> None:
+    async def nothing_to_close() -> None:
         return None
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(pump)
-        try:
-            yield SecureReadStream(delivered), _SignedWriteStream(channel, forward, close_writes)
-        finally:
-            tasks.cancel_scope.cancel()
-            delivered.close()
+    read_stream = SecureReadStream(next_verified, nothing_to_close)
+    try:
+        yield read_stream, _SignedWriteStream(channel, forward, nothing_to_close)
+    finally:
+        await read_stream.aclose()
 
 
 @asynccontextmanager
@@ -235,30 +285,27 @@ async def secure_message_streams(
     write_stream: WriteStream[SessionMessage],
 ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
     """Wrap a transport's ``SessionMessage`` streams (already parsed by the transport): verify in, sign out."""
-    deliver, delivered = anyio.create_memory_object_stream[_Envelope](0)
 
     async def reply(message: dict[str, Any]) -> None:
-        await write_stream.send(SessionMessage(jsonrpc_message_adapter.validate_python(message, by_name=False)))
+        await write_stream.send(SessionMessage(to_envelope(message)))
 
     async def forward(signed: dict[str, Any], item: SessionMessage) -> None:
-        parsed = jsonrpc_message_adapter.validate_python(signed, by_name=False)
-        await write_stream.send(SessionMessage(parsed, item.metadata))
+        await write_stream.send(SessionMessage(to_envelope(signed), item.metadata))
 
-    async def pump() -> None:
-        async with deliver, read_stream:
-            async for item in read_stream:
-                if isinstance(item, Exception):  # the transport could not parse it: nothing verifiable
-                    logger.warning("mcps refused a frame the transport could not parse: %s", type(item).__name__)
-                    continue
-                base = getattr(read_stream, "last_context", None)
-                message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
-                decision = await channel.receive(message)
-                await _apply(decision, channel, deliver, reply, base)
+    async def next_verified() -> _Envelope:
+        while True:
+            item = await read_stream.receive()  # anyio.EndOfStream at the transport's end reaches the SDK as is
+            if isinstance(item, Exception):  # the transport could not parse it: nothing verifiable
+                logger.warning("mcps refused a frame the transport could not parse: %s", type(item).__name__)
+                continue
+            base = getattr(read_stream, "last_context", None)
+            message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+            verified = await _apply(await channel.receive(message), channel, reply, base)
+            if verified is not None:
+                return verified
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(pump)
-        try:
-            yield SecureReadStream(delivered), _SignedWriteStream(channel, forward, write_stream.aclose)
-        finally:
-            tasks.cancel_scope.cancel()
-            delivered.close()
+    secured = SecureReadStream(next_verified, read_stream.aclose)
+    try:
+        yield secured, _SignedWriteStream(channel, forward, write_stream.aclose)
+    finally:
+        await secured.aclose()

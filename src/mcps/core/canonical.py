@@ -86,28 +86,32 @@ _PLAIN_WALK_BUDGET: Final = 100_000
 def _plain(value: Any) -> bool:
     """True when ``value`` holds only str-keyed dicts, lists, str, bool, None and safe ints (no float).
 
-    Gives up (False) after ``_PLAIN_WALK_BUDGET`` nodes, so a cyclic value cannot make it loop: the recursive
-    walk then decides, and a cycle ends there in ``RecursionError``.
+    Only containers go on the stack; their scalars are checked in place. Gives up (False) after
+    ``_PLAIN_WALK_BUDGET`` containers, so a cyclic value cannot make it loop: the recursive walk then decides, and
+    a cycle ends there in ``RecursionError``.
     """
-    stack = [value]
+    stack: list[Any] = [[value]]
     budget = _PLAIN_WALK_BUDGET
     while stack:
         budget -= 1
         if budget < 0:
             return False
         node = stack.pop()
-        kind = type(node)
-        if kind is str or kind is bool or node is None:
-            continue
-        if kind is dict:
+        if type(node) is dict:
             for key in node:
                 if type(key) is not str:
                     return False
-            stack.extend(node.values())
-        elif kind is list:
-            stack.extend(node)
-        elif kind is not int or not -_MAX_SAFE_INTEGER <= node <= _MAX_SAFE_INTEGER:
-            return False
+            children = node.values()
+        else:
+            children = node
+        for child in children:
+            kind = type(child)
+            if kind is str or kind is bool or child is None:
+                continue
+            if kind is dict or kind is list:
+                stack.append(child)
+            elif kind is not int or not -_MAX_SAFE_INTEGER <= child <= _MAX_SAFE_INTEGER:
+                return False
     return True
 
 

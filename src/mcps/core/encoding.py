@@ -14,11 +14,12 @@ import re
 __all__ = ["b64u_decode", "b64u_encode", "is_b64u"]
 
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def b64u_encode(data: bytes) -> str:
     """Encode ``data`` as base64url without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64u_decode(text: str) -> bytes:
