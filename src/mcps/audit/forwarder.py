@@ -12,11 +12,9 @@ guessing either floods the collector with duplicates or silently skips entries.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal, Protocol
@@ -25,6 +23,7 @@ from mcps.audit.entry import parse_entry
 from mcps.audit.log import StoredEntry
 from mcps.audit.siem import safe_syslog_name, syslog_line
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.stores.files import replace_atomically
 
 __all__ = ["EntryReader", "SyslogForwarder", "frame", "read_state", "write_state"]
 
@@ -56,23 +55,7 @@ def read_state(path: Path) -> int:
 
 def write_state(path: Path, next_index: int) -> None:
     """Replace the state file atomically: a reader sees the old or the new index, never a torn file."""
-    data = json.dumps({_STATE_KEY: next_index}).encode()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_atomically(path, json.dumps({_STATE_KEY: next_index}).encode())
 
 
 def frame(message: bytes, transport: Literal["udp", "tcp"]) -> bytes:

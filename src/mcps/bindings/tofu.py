@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -51,6 +50,7 @@ from mcps.core.keys import KeyId, PublicKey
 from mcps.core.strict import parse_message
 from mcps.identity.passports import parse_passport
 from mcps.identity.resolver import PASSPORT_KEY
+from mcps.stores.files import replace_atomically
 
 __all__ = ["KNOWN_KEYS_VERSION", "UnsafeTrustOnFirstUse", "UnsafeTrustWarning"]
 
@@ -225,17 +225,7 @@ def _read_known_keys(path: Path) -> dict[str, PublicKey]:
 
 
 def _write_known_keys(path: Path, keys: Mapping[str, PublicKey]) -> None:
-    """Replace the file atomically: a temporary file (mode 0600) in the same directory, synced, renamed over it."""
+    """Replace the file atomically (a temporary file of mode 0600, synced, renamed over it)."""
     servers = {identity: key.to_jwk() for identity, key in keys.items()}
     text = json.dumps({"mcps_known_keys": KNOWN_KEYS_VERSION, "servers": servers}, indent=2, sort_keys=True) + "\n"
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    replace_atomically(path, text.encode("utf-8"))
