@@ -13,31 +13,11 @@ from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, jsonrpc_message_adapter
 from pydantic import BaseModel, ValidationError
 
-from mcps import ErrorCode, MemoryNonceStore, PinnedKeys, PrivateKey
-from mcps.bindings import ChannelSecurity, SecureChannel, current_caller
+from mcps import ErrorCode
+from mcps.bindings import SecureChannel, current_caller
 from mcps.bindings.streams import secure_message_streams, to_envelope
 
-SERVER = "urn:mcps:test:server"
-NOW = 1_800_000_000.0
-
-
-def clock() -> float:
-    return NOW
-
-
-def pair() -> tuple[SecureChannel, SecureChannel, PrivateKey]:
-    agent, server = PrivateKey.generate(), PrivateKey.generate()
-    client = SecureChannel(
-        ChannelSecurity(key=agent, trusted=PinnedKeys([server.public_key]), nonces=MemoryNonceStore(), clock=clock),
-        peer=SERVER,
-    )
-    served = SecureChannel(
-        ChannelSecurity(
-            key=server, identity=SERVER, trusted=PinnedKeys([agent.public_key]), nonces=MemoryNonceStore(), clock=clock
-        ),
-        peer=None,
-    )
-    return client, served, agent
+from .test_channel import pair
 
 
 def signed_call(channel: SecureChannel, request_id: int) -> dict[str, Any]:
