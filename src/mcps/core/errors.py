@@ -54,6 +54,8 @@ class ErrorCode(enum.Enum):
     GRANT_REPLAYED = 31
     GRANT_MISMATCH = 32
     AUDIT_INVALID = 33
+    HOP_INVALID = 34
+    UPSTREAM_UNAVAILABLE = 35
 
     @property
     def mcps(self) -> str:
@@ -112,6 +114,8 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.GRANT_REPLAYED: "grant was already used",
     ErrorCode.GRANT_MISMATCH: "grant does not match this call",
     ErrorCode.AUDIT_INVALID: "audit log or audit evidence does not verify",
+    ErrorCode.HOP_INVALID: "hop record is missing or invalid",
+    ErrorCode.UPSTREAM_UNAVAILABLE: "upstream server is unavailable",
 }
 
 
