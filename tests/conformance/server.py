@@ -39,7 +39,13 @@ from mcp import types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, PromptsListChanged, ToolsListChanged
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ResourceUpdated,
+    ToolsListChanged,
+)
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
@@ -179,7 +185,12 @@ class ConnectionStates:
 
 
 class BoundedEventStore(EventStore):
-    """SSE events kept in memory for ``Last-Event-ID`` resumption; event ids are ``<stream>/<sequence>``."""
+    """SSE events kept in memory for ``Last-Event-ID`` resumption; event ids are ``<stream>/<sequence>``.
+
+    The SDK names a POST's stream after its JSON-RPC request id, which repeats across sessions, and gives the
+    store no session: a replay sends the later events of every stream with that id. Good enough for a test
+    target that sees one resuming client at a time; a production store would need the session.
+    """
 
     def __init__(self, limit: int = MAX_STORED_EVENTS) -> None:
         self._events: OrderedDict[str, tuple[str, types.JSONRPCMessage | None]] = OrderedDict()
@@ -444,6 +455,12 @@ class ConformanceTarget:
             ToolSpec(
                 "test_missing_capability", "Needs the client's sampling capability", no_arguments, self.needs_sampling
             ),
+            ToolSpec(
+                "test_update_watched_resource",
+                "Announces an update of test://watched-resource to its subscribers",
+                no_arguments,
+                self.watched_resource_updated,
+            ),
             ToolSpec("test_trigger_tool_change", "Announces a tools list change", no_arguments, self.tools_changed),
             ToolSpec(
                 "test_trigger_prompt_change", "Announces a prompts list change", no_arguments, self.prompts_changed
@@ -572,6 +589,14 @@ class ConformanceTarget:
                 data={"requiredCapabilities": {"sampling": {}}},
             )
         return result(text("The client declared sampling."))
+
+    async def watched_resource_updated(self, ctx: Context, params: types.CallToolRequestParams) -> ToolResult:
+        uri = "test://watched-resource"
+        if is_modern(ctx):
+            await self.bus.publish(ResourceUpdated(uri=uri))  # to subscriptions/listen streams
+        elif uri in self.sessions.of(ctx).subscriptions:
+            await ctx.session.send_resource_updated(uri)  # on the session's standalone GET stream
+        return result(text(f"{uri} updated"))
 
     async def tools_changed(self, ctx: Context, params: types.CallToolRequestParams) -> ToolResult:
         await self.bus.publish(ToolsListChanged())
