@@ -63,7 +63,7 @@ class VerifiedMessage:
     @property
     def id(self) -> str | int | None:
         value = self.message.get("id")
-        return value if isinstance(value, str | int) else None
+        return value if isinstance(value, str) or type(value) is int else None
 
 
 class MessageSigner:

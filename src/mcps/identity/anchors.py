@@ -42,6 +42,9 @@ class TrustAnchor:
     key: PublicKey
     max_level: TrustLevel
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_level", TrustLevel.parse(self.max_level))  # 0..4, never a bool
+
     @property
     def kid(self) -> KeyId:
         return self.key.kid

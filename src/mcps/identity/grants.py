@@ -90,7 +90,7 @@ def mint_grant(
         "tool": tool,
         "args": argument_hash(arguments),
         "req": request_binding(request_sig),
-        "tl": int(TrustLevel.parse(int(level))),
+        "tl": int(TrustLevel.parse(level)),
         "scope": " ".join(sorted(set(scopes))),
         "jti": b64u_encode(os.urandom(16)),
         "iat": issued_at,

@@ -116,7 +116,7 @@ class PassportResolver:
         self.anchors = anchors
         self.audience = audience
         self.revocations = revocations
-        self.min_level = TrustLevel(min_level)
+        self.min_level = TrustLevel.parse(min_level)  # a bool is refused, not read as L1
         self._pinned = pinned
         self._skew = skew
         self._cache_size = cache_size
