@@ -35,10 +35,10 @@ from mcps.core.encoding import b64u_encode, is_b64u
 from mcps.core.envelope import DEFAULT_SKEW, GRANT_KEY, SIG_KEY, request_binding
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PrivateKey, PublicKey
+from mcps.core.replay import NonceStore
 from mcps.identity.jws import parse_compact, sign_compact
 from mcps.identity.levels import TrustLevel
 from mcps.identity.passports import AgentId, parse_scope
-from mcps.stores.nonces import NonceStore
 
 __all__ = [
     "DEFAULT_GRANT_LIFETIME",
