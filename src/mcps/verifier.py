@@ -25,10 +25,10 @@ from mcps.core.envelope import (
 )
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PrivateKey, PublicKey
+from mcps.core.replay import NonceStore
 from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
 from mcps.identity.chains import VerifiedAgent
 from mcps.identity.resolver import AgentPublicKey, PassportResolver
-from mcps.stores.nonces import NonceStore
 
 __all__ = ["MessageSigner", "MessageVerifier", "VerifiedMessage"]
 
@@ -63,7 +63,7 @@ class VerifiedMessage:
     @property
     def id(self) -> str | int | None:
         value = self.message.get("id")
-        return value if isinstance(value, str | int) else None
+        return value if isinstance(value, str) or type(value) is int else None
 
 
 class MessageSigner:

@@ -14,6 +14,7 @@ import pytest
 
 from mcps.audit.checkpoint import parse_verifier_key
 from mcps.cli.main import main
+from mcps.core.keys import PrivateKey
 
 
 def _run(
@@ -89,6 +90,20 @@ def test_verify_intact_and_tampered(db: Path, run, tmp_path: Path) -> None:  # t
     assert code == 1
     assert "MCPS-033" in err
     assert "entry 2 deleted" in err
+
+
+def test_verify_with_another_key_says_the_key_does_not_match_not_bad_checkpoint(  # type: ignore[no-untyped-def]
+    db: Path, run, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.pub.jwk"
+    other.write_text(json.dumps(PrivateKey.generate().public_key.to_jwk()))
+    code, out, err = run("audit", "verify", "--db", str(db), "--key", str(other))
+    assert code == 1
+    assert out == ""
+    assert "MCPS-033" in err
+    assert "key does not match this audit log" in err
+    assert "bad-checkpoint" not in err
+    assert "not intact" not in err
 
 
 def test_verify_detects_truncation_with_a_kept_checkpoint(db: Path, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -167,6 +167,85 @@ def test_bad_checkpoint_signature(db: Path, key: PrivateKey) -> None:
     assert _defect(db, key) == (20, DefectKind.BAD_CHECKPOINT)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # the size line of the latest checkpoint edited: its signature no longer verifies
+        "UPDATE audit_checkpoints SET note = replace(note, char(10) || '40' || char(10), char(10) || '41' || char(10))"
+        " WHERE size = 40",
+        # one character of its root changed
+        "UPDATE audit_checkpoints SET note = substr(note, 1, instr(note, char(10) || '40' || char(10)) + 3)"
+        " || (CASE substr(note, instr(note, char(10) || '40' || char(10)) + 4, 1) WHEN 'A' THEN 'B' ELSE 'A' END)"
+        " || substr(note, instr(note, char(10) || '40' || char(10)) + 5) WHERE size = 40",
+        "UPDATE audit_checkpoints SET note = 'not a note' WHERE size = 40",
+    ],
+    ids=["size-edited", "root-edited", "garbage"],
+)
+def test_edited_latest_checkpoint_is_bad_checkpoint_not_inserted_entries(db: Path, key: PrivateKey, edit: str) -> None:
+    _sql(db, edit)
+    assert _defect(db, key) == (40, DefectKind.BAD_CHECKPOINT)
+
+
+def test_forged_latest_checkpoint_is_bad_checkpoint_not_inserted_entries(db: Path, key: PrivateKey) -> None:
+    """The latest checkpoint replaced by one for the same log, size and root, signed by another key."""
+    from mcps.audit.checkpoint import sign_checkpoint  # noqa: PLC0415
+
+    log = SqliteAuditLog(db, key=key)
+    origin, genuine = log.origin, log.latest_checkpoint()
+    asyncio.run(log.aclose())
+    forged = sign_checkpoint(PrivateKey.generate(), origin, genuine.size, genuine.root).note
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_checkpoints SET note = ? WHERE size = 40", (forged,))
+    with pytest.raises(AuditLogDefect) as caught:
+        _verify(db, key)
+    assert (caught.value.defect.index, caught.value.defect.kind) == (40, DefectKind.BAD_CHECKPOINT)
+    assert "inserted" not in caught.value.message
+
+
+def test_entries_past_the_latest_checkpoint_are_still_inserted(db: Path, key: PrivateKey) -> None:
+    """The bad-checkpoint rule only covers entries a failing checkpoint claims: a missing one still means inserted."""
+    _sql(
+        db,
+        "DELETE FROM audit_checkpoints WHERE size = 40",
+        "UPDATE audit_checkpoints SET note = 'not a note' WHERE size = 20",
+    )
+    assert _defect(db, key) == (20, DefectKind.BAD_CHECKPOINT)  # the first defect
+    _sql(db, "DELETE FROM audit_checkpoints WHERE size = 20")
+    assert _defect(db, key) == (30, DefectKind.INSERTED)
+
+
+def test_wrong_public_key_is_named_wrong_key_not_bad_checkpoint(db: Path, key: PrivateKey) -> None:
+    log = SqliteAuditLog(db, key=key)
+    try:
+        with pytest.raises(AuditLogDefect) as caught:
+            verify_log(log, PrivateKey.generate().public_key, log.origin)
+    finally:
+        asyncio.run(log.aclose())
+    assert caught.value.code is ErrorCode.AUDIT_INVALID
+    assert caught.value.defect.kind is DefectKind.WRONG_KEY
+    assert "does not match" in caught.value.message
+    assert "bad-checkpoint" not in caught.value.message
+    assert "mcps audit key" in (caught.value.detail or "")
+
+
+def test_log_whose_checkpoints_are_all_signed_by_another_key_is_wrong_key(db: Path, key: PrivateKey) -> None:
+    """Every checkpoint re-signed with one other key (a log rebuilt under another key) reads as the same thing: the
+    key given does not sign this log. Nothing in it is accepted."""
+    from mcps.audit.checkpoint import open_checkpoint, sign_checkpoint  # noqa: PLC0415
+
+    log = SqliteAuditLog(db, key=key)
+    origin = log.origin
+    rows = log.raw_checkpoints()
+    asyncio.run(log.aclose())
+    other = PrivateKey.generate()
+    with sqlite3.connect(db) as conn:
+        for size, note in rows:
+            genuine = open_checkpoint(note, key.public_key, origin)
+            forged = sign_checkpoint(other, origin, genuine.size, genuine.root).note
+            conn.execute("UPDATE audit_checkpoints SET note = ? WHERE size = ?", (forged, size))
+    assert _defect(db, key) == (0, DefectKind.WRONG_KEY)
+
+
 def test_outside_checkpoint_by_another_key(db: Path, key: PrivateKey) -> None:
     from mcps.audit.checkpoint import sign_checkpoint  # noqa: PLC0415
     from mcps.audit.merkle import EMPTY_ROOT  # noqa: PLC0415

@@ -16,6 +16,7 @@ PUBLIC_MODULES = [
     "mcps.core.envelope",
     "mcps.core.errors",
     "mcps.core.keys",
+    "mcps.core.replay",
     "mcps.core.strict",
     "mcps.stores.nonces",
     "mcps.stores.redis_nonces",

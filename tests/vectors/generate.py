@@ -371,6 +371,18 @@ def invalid_vectors(keys: dict[str, PrivateKey]) -> dict[str, Vector]:
         signed_request("unknown-v", block_changes={"v": 2}),
         "MCPS-015",
     )
+    add(
+        "v-true",
+        'Block "v": true, correctly signed: a boolean is not the integer 1 (SPEC §1), though true == 1 in Python.',
+        signed_request("v-true", block_changes={"v": True}),
+        "MCPS-027",
+    )
+    add(
+        "iat-true",
+        'Block "iat": true, correctly signed: a time is an integer, never a boolean.',
+        signed_request("iat-true", block_changes={"iat": True}),
+        "MCPS-027",
+    )
     other_request_sig = sig_of(sign_fixed(REQUEST, ed, "other-request"))
     add(
         "response-bound-to-other-request",

@@ -139,6 +139,11 @@ def issuer_marker_not_boolean() -> str:
     return sign_compact(claims, K["anchor-l4"], typ=PASSPORT_TYP)
 
 
+def level_true() -> str:
+    claims = json.loads(b64u_decode(passport(level=1).split(".")[1])) | {"mcps_tl": True}
+    return sign_compact(claims, K["anchor-l4"], typ=PASSPORT_TYP)
+
+
 def passports() -> dict[str, dict[str, Any]]:
     leaf3, chain3 = chain(3)
     leaf6, chain6 = chain(6)
@@ -229,6 +234,9 @@ def passports() -> dict[str, dict[str, Any]]:
             " certifying a key of its own, and signs the request with that key",
             request(impersonation, [mallory], signer="mallory-second-key"),
             err("MCPS-009"),
+        ),
+        "passport-level-true": passport_case(
+            "mcps_tl is the boolean true, not the integer 1 (SPEC §1)", request(level_true()), err("MCPS-001")
         ),
         "passport-issuer-marker-not-boolean": passport_case(
             'an intermediate\'s mcps_issuer is the string "true", not a boolean',

@@ -33,6 +33,7 @@ from mcps.core.keys import Algorithm, PrivateKey, PublicKey
 
 __all__ = [
     "Checkpoint",
+    "NoteSignedByAnotherKey",
     "key_hash",
     "open_checkpoint",
     "open_note",
@@ -52,6 +53,18 @@ _SIZE: Final = re.compile(r"0|[1-9][0-9]{0,18}")
 
 def _bad(detail: str) -> McpsError:
     return McpsError(ErrorCode.AUDIT_INVALID, "checkpoint does not verify", detail=detail)
+
+
+class NoteSignedByAnotherKey(McpsError):
+    """The note is signed under the expected name, but by another key: the key given is not the log's key (or the
+    note was re-signed with another). Raised by :func:`open_note` instead of a bare "no signature"."""
+
+    def __init__(self, name: str, found: list[bytes], wanted: bytes) -> None:
+        super().__init__(
+            ErrorCode.AUDIT_INVALID,
+            "checkpoint is not signed by this key",
+            detail=f"{name} is signed by key hash {', '.join(h.hex() for h in found)}, the key given is {wanted.hex()}",
+        )
 
 
 def _raw_ed25519(key: PublicKey) -> bytes:
@@ -133,6 +146,7 @@ def open_note(note: str | bytes, name: str, key: PublicKey) -> str:
         raise _bad("too many signatures")
     wanted = key_hash(name, key)
     verified = False
+    other_keys: list[bytes] = []
     for line in lines:
         if not line.startswith(_SIG_PREFIX):
             raise _bad("malformed signature line")
@@ -150,6 +164,10 @@ def open_note(note: str | bytes, name: str, key: PublicKey) -> str:
             except McpsError as exc:
                 raise _bad(f"invalid signature for key {name}") from exc
             verified = True
+        elif signer == name:
+            other_keys.append(raw[:4])
+    if not verified and other_keys:
+        raise NoteSignedByAnotherKey(name, other_keys, wanted)
     if not verified:
         raise _bad(f"note has no signature by {name}")
     return text

@@ -141,8 +141,9 @@ def parse_entry(data: bytes) -> dict[str, Any]:
     entry = json.loads(data)
     if not isinstance(entry, dict):
         raise ValueError("entry is not a JSON object")  # noqa: TRY004 - one error type for every bad entry
-    if entry.get("v") != ENTRY_VERSION or type(entry.get("index")) is not int or type(entry.get("time")) is not int:
-        raise ValueError("entry lacks v, index or time")
+    version, index, time_ms = entry.get("v"), entry.get("index"), entry.get("time")
+    if type(version) is not int or version != ENTRY_VERSION or type(index) is not int or type(time_ms) is not int:
+        raise ValueError("entry lacks v, index or time")  # type() is int: a bool is not an integer here
     prev = entry.get("prev", 0)
     if prev is not None and not isinstance(prev, str):
         raise ValueError("entry prev is neither null nor a string")

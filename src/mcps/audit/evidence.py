@@ -80,7 +80,7 @@ def check_evidence(
         raise _bad(f"not a JSON object: {exc.diagnostics()}") from exc
     if not isinstance(value, dict) or set(value) != _MEMBERS:
         raise _bad(f"an evidence file has exactly the members {sorted(_MEMBERS)}")
-    if value["type"] != EVIDENCE_TYPE or value["v"] != 1:
+    if value["type"] != EVIDENCE_TYPE or type(value["v"]) is not int or value["v"] != 1:  # `true == 1` in Python
         raise _bad("not an mcps audit evidence file, version 1")
     origin, index, entry, proof, note = (value[k] for k in ("log", "index", "entry", "proof", "checkpoint"))
     if not isinstance(origin, str) or type(index) is not int or index < 0 or not isinstance(entry, dict):

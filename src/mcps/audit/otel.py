@@ -44,7 +44,7 @@ def span_attributes(entry: Mapping[str, Any]) -> dict[str, str | int]:
             attributes["gen_ai.operation.name"] = "execute_tool"
     if isinstance(entry.get("tool"), str):
         attributes["gen_ai.tool.name"] = entry["tool"]
-    if isinstance(entry.get("request_id"), str | int):
+    if isinstance(entry.get("request_id"), str) or type(entry.get("request_id")) is int:
         attributes["jsonrpc.request.id"] = str(entry["request_id"])
     if isinstance(entry.get("code"), str):
         attributes["error.type"] = entry["code"]

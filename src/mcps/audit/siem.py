@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from mcps import __version__
+from mcps._version import __version__
 
 __all__ = [
     "FORMATTERS",

@@ -10,11 +10,14 @@ modified        an entry's bytes do not hash to its stored leaf, to the next ent
                 row rewritten consistently) to the signed root of the batch that holds it; or it is not an entry
 deleted         an index is missing: a gap in the rows, or an entry whose ``index`` is ahead of its position
 reordered       like *deleted*, but the missing entry appears later in the log
-inserted        an entry claims an index already taken, or entries exist that no checkpoint covers
+inserted        an entry claims an index already taken, or entries exist that no checkpoint covers (not even one
+                that fails to verify: entries past a bad latest checkpoint are that checkpoint's defect)
 truncated       a checkpoint (stored, or kept elsewhere and passed with ``external``) covers more entries than
                 the log holds
 bad-checkpoint  a stored or given checkpoint is malformed, for another log, or its signature does not verify
 forked          a checkpoint kept elsewhere has the right size but another root: the log was rebuilt
+wrong-key       no stored checkpoint verifies, and they are signed under the log's name by another key: the key
+                given is not this log's key (or the whole log was re-signed with another); nothing is verified
 ==============  =================================================================================================
 
 Consistency between consecutive checkpoints follows from checking each root against the tree recomputed from
@@ -32,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from mcps.audit.checkpoint import Checkpoint, open_checkpoint
+from mcps.audit.checkpoint import Checkpoint, NoteSignedByAnotherKey, open_checkpoint
 from mcps.audit.entry import parse_entry
 from mcps.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
 from mcps.core.encoding import b64u_encode
@@ -53,6 +56,7 @@ class DefectKind(enum.StrEnum):
     TRUNCATED = "truncated"
     BAD_CHECKPOINT = "bad-checkpoint"
     FORKED = "forked"
+    WRONG_KEY = "wrong-key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +70,11 @@ class AuditLogDefect(McpsError):
     """Verification failed; ``defect`` names the first bad entry and the kind of defect."""
 
     def __init__(self, defect: Defect) -> None:
-        super().__init__(
-            ErrorCode.AUDIT_INVALID,
-            f"audit log is not intact: entry {defect.index} {defect.kind.value}",
-            detail=defect.detail,
-        )
+        if defect.kind is DefectKind.WRONG_KEY:  # not tampering that was found: nothing could be checked
+            message = "the key does not match this audit log (wrong-key): no checkpoint is signed by it"
+        else:
+            message = f"audit log is not intact: entry {defect.index} {defect.kind.value}"
+        super().__init__(ErrorCode.AUDIT_INVALID, message, detail=defect.detail)
         self.defect = defect
 
 
@@ -90,11 +94,23 @@ class LogSource(Protocol):
     def raw_checkpoints(self) -> list[tuple[Any, Any]]: ...
 
 
-def _open_checkpoints(
-    rows: list[tuple[Any, Any]], key: PublicKey, origin: str
-) -> tuple[dict[int, Checkpoint], list[Defect]]:
+@dataclass(slots=True)
+class _Checkpoints:
+    """The stored checkpoints: those that verify by size, and what was wrong with the others."""
+
+    opened: dict[int, Checkpoint]
+    defects: list[Defect]
+    bad_sizes: list[int]
+    """Sizes claimed by stored checkpoints that do not verify."""
+    other_key: int
+    """How many of those are signed under the log's name by another key."""
+
+
+def _open_checkpoints(rows: list[tuple[Any, Any]], key: PublicKey, origin: str) -> _Checkpoints:
     opened: dict[int, Checkpoint] = {}
     defects: list[Defect] = []
+    bad_sizes: list[int] = []
+    other_key = 0
     for size, note in rows:
         where = size if type(size) is int else 0
         try:
@@ -102,6 +118,9 @@ def _open_checkpoints(
         except (McpsError, TypeError) as exc:
             detail = exc.diagnostics() if isinstance(exc, McpsError) else "note is not text"
             defects.append(Defect(where, DefectKind.BAD_CHECKPOINT, f"stored checkpoint at size {size}: {detail}"))
+            bad_sizes.append(where)
+            if isinstance(exc, NoteSignedByAnotherKey):
+                other_key += 1
             continue
         if checkpoint.size != size:
             defects.append(
@@ -109,9 +128,10 @@ def _open_checkpoints(
                     where, DefectKind.BAD_CHECKPOINT, f"checkpoint row {size} holds a note for size {checkpoint.size}"
                 )
             )
+            bad_sizes.append(where)
             continue
         opened[size] = checkpoint
-    return opened, defects
+    return _Checkpoints(opened, defects, bad_sizes, other_key)
 
 
 def _find_index(rows: Iterator[tuple[Any, Any, Any]], wanted: int) -> bool:
@@ -218,8 +238,15 @@ def verify_log(
     ``external`` is a checkpoint note kept outside the database (``mcps audit checkpoint`` output shipped off
     the box): it detects truncation and rebuilding that leave no trace in the database itself.
     """
-    # 1. Open every stored checkpoint (signature, origin, size column).
-    opened, defects = _open_checkpoints(source.raw_checkpoints(), key, origin)
+    # 1. Open every stored checkpoint (signature, origin, size column). When none verifies and they are signed by
+    #    another key, the key is not this log's: say so, rather than report every checkpoint as forged.
+    stored = _open_checkpoints(source.raw_checkpoints(), key, origin)
+    opened, defects = stored.opened, stored.defects
+    if not opened and stored.other_key:
+        detail = next(d.detail for d in defects)
+        raise AuditLogDefect(
+            Defect(0, DefectKind.WRONG_KEY, f"{detail}; pass the log's own public key (mcps audit key)")
+        )
     targets = {size: checkpoint.root for size, checkpoint in opened.items()}
     # 2. The checkpoint kept elsewhere, if any.
     outside: Checkpoint | None = None
@@ -252,7 +279,9 @@ def verify_log(
         defects.append(
             Defect(size, DefectKind.TRUNCATED, f"the log holds {size} entries; a checkpoint covers {covered}")
         )
-    elif found is None and covered < size:
+    elif found is None and covered < size and not any(bad > covered for bad in stored.bad_sizes):
+        # Entries past the last good checkpoint are inserted only when no checkpoint claims them: when one does
+        # and fails to verify (the latest edited or forged), its bad-checkpoint defect is already recorded.
         defects.append(
             Defect(max(covered, 0), DefectKind.INSERTED, f"entries {covered}..{size - 1} have no checkpoint")
         )

@@ -213,7 +213,8 @@ def _read_known_keys(path: Path) -> dict[str, PublicKey]:
         data = parse_message(raw)
     except McpsError as exc:
         raise _known_keys_error(path, exc.diagnostics()) from exc
-    if data.keys() != {"mcps_known_keys", "servers"} or data["mcps_known_keys"] != KNOWN_KEYS_VERSION:
+    version = data.get("mcps_known_keys")
+    if data.keys() != {"mcps_known_keys", "servers"} or type(version) is not int or version != KNOWN_KEYS_VERSION:
         raise _known_keys_error(path, f'top level must be {{"mcps_known_keys": {KNOWN_KEYS_VERSION}, "servers": ...}}')
     servers = data["servers"]
     if not isinstance(servers, dict):

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from mcps.core.encoding import b64u_decode, b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.strict import Limits, parse_file
 
 __all__ = [
     "P256_ORDER",
@@ -48,6 +49,7 @@ P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _HALF_ORDER = P256_ORDER // 2
 _ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 _ECDSA_VERIFY = ec.ECDSA(hashes.SHA256())
+_MAX_JWK_FILE_BYTES = 64 * 1024
 
 
 class Algorithm(enum.StrEnum):
@@ -250,11 +252,11 @@ def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
 
 
 def load_public_jwk(path: str | os.PathLike[str]) -> PublicKey:
-    """Load one public JWK from a file."""
+    """Load one public JWK from a file, parsed as strictly as a message (a duplicate member is refused)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _key_error(f"{path} is not a JSON file") from exc
+        data = parse_file(path, Limits(max_bytes=_MAX_JWK_FILE_BYTES))
+    except McpsError as exc:
+        raise _key_error(f"{os.fspath(path)} is not a strict JSON object: {exc.diagnostics()}") from exc
     return PublicKey.from_jwk(data)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from typing import Any, BinaryIO, Final
 
 from mcps.core.errors import ErrorCode, McpsError
 
-__all__ = ["DEFAULT_LIMITS", "Limits", "check_depth", "parse_message", "read_limited"]
+__all__ = ["DEFAULT_LIMITS", "Limits", "check_depth", "parse_file", "parse_message", "read_limited"]
 
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
@@ -141,6 +142,13 @@ def read_limited(stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> bytes:
     if len(data) > limits.max_bytes:
         raise McpsError(ErrorCode.MESSAGE_TOO_LARGE, detail=f"input exceeds {limits.max_bytes} bytes")
     return bytes(data)
+
+
+def parse_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """A local JSON file (trust anchors, a key) parsed as strictly as a message: one I-JSON object within
+    ``limits``, or :class:`McpsError` with the defect's code. ``OSError`` propagates: the caller names the file."""
+    with open(path, "rb") as file:
+        return parse_message(read_limited(file, limits), limits)
 
 
 def check_depth(value: Any, max_depth: int) -> None:

@@ -181,7 +181,8 @@ def parse_lockfile(text: str | bytes) -> Lockfile:
         data = parse_message(raw)
     except McpsError as exc:
         raise _lock_error(exc.diagnostics()) from exc
-    if data.keys() != {"mcps_lock", "servers"} or data["mcps_lock"] != LOCKFILE_VERSION:
+    version = data.get("mcps_lock")
+    if data.keys() != {"mcps_lock", "servers"} or type(version) is not int or version != LOCKFILE_VERSION:
         raise _lock_error(f'top level must be {{"mcps_lock": {LOCKFILE_VERSION}, "servers": {{...}}}}')
     if not isinstance(data["servers"], dict):
         raise _lock_error("servers is not an object")

@@ -7,25 +7,32 @@ Anchors are loaded like TLS root CAs, from a JWK Set (RFC 7517 §5) in which eve
 
 A key without ``mcps_max_tl``, with another value, or whose ``kid``/``alg`` do not match the key makes the whole
 set invalid (MCPS-029): a typo never silently drops or promotes an issuer. ``kid``, when present, must be the
-key's thumbprint; anchors are always looked up by thumbprint.
+key's thumbprint; anchors are always looked up by thumbprint. Files are parsed as strictly as messages and as the
+remote document (I-JSON, at most :data:`MAX_JWKS_BYTES`): ``"mcps_max_tl":1,"mcps_max_tl":4`` is a duplicate key,
+refused, not read as L4.
+
+Every defect of a set is MCPS-029, an ``alg`` that does not match its key included: the set is configuration, not a
+signature, and what a verifier cannot do with it is resolve the issuer. (MCPS-028 is for a token or a message whose
+``alg`` does not match the key that resolved it.)
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, Protocol
 
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PublicKey
+from mcps.core.strict import Limits, parse_file
 from mcps.identity.levels import TrustLevel
 
-__all__ = ["MAX_LEVEL_MEMBER", "AnchorSource", "TrustAnchor", "TrustAnchors"]
+__all__ = ["MAX_JWKS_BYTES", "MAX_LEVEL_MEMBER", "AnchorSource", "TrustAnchor", "TrustAnchors"]
 
 MAX_LEVEL_MEMBER: Final = "mcps_max_tl"
+MAX_JWKS_BYTES: Final = 1024 * 1024
+"""The largest anchors document, file or ``issuerKeysUrl`` (SPEC.md §7.4)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,9 @@ class TrustAnchor:
 
     key: PublicKey
     max_level: TrustLevel
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_level", TrustLevel.parse(self.max_level))  # 0..4, never a bool
 
     @property
     def kid(self) -> KeyId:
@@ -89,19 +99,23 @@ class TrustAnchors:
                 level = TrustLevel.parse(jwk.get(MAX_LEVEL_MEMBER))
             except ValueError as exc:
                 raise _invalid(f"every key needs {MAX_LEVEL_MEMBER} 0..4") from exc
-            anchors.append(TrustAnchor(PublicKey.from_jwk(jwk), level))
+            try:
+                key = PublicKey.from_jwk(jwk)
+            except McpsError as exc:  # a bad key, or kid/alg not matching it: the set is invalid (MCPS-029)
+                raise _invalid(exc.diagnostics()) from exc
+            anchors.append(TrustAnchor(key, level))
         return cls(anchors)
 
     @classmethod
     def load(cls, *paths: str | os.PathLike[str]) -> TrustAnchors:
-        """Anchors from one or more JWKS files (like a CA bundle directory); all must be valid."""
+        """Anchors from one or more JWKS files (like a CA bundle directory), each parsed strictly; all must be
+        valid (MCPS-029 naming the file otherwise)."""
         anchors: list[TrustAnchor] = []
         for path in paths:
             try:
-                data = json.loads(Path(path).read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise _invalid(f"{path} is not a JSON file") from exc
-            anchors.extend(cls.from_jwks(data))
+                anchors.extend(cls.from_jwks(parse_file(path, Limits(max_bytes=MAX_JWKS_BYTES))))
+            except McpsError as exc:
+                raise _invalid(f"{os.fspath(path)}: {exc.diagnostics()}") from exc
         return cls(anchors)
 
     def to_jwks(self) -> dict[str, Any]:

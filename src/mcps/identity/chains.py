@@ -64,6 +64,8 @@ class VerifiedAgent:
     """``signers[i]`` is the kid of the key that signed ``path[i]``."""
     anchor: KeyId | None
     """The trust anchor the path ends at; ``None`` for a self-signed path."""
+    anchor_cap: TrustLevel | None
+    """That anchor's ``mcps_max_tl`` when the path was verified; ``None`` for a self-signed path."""
     not_before: int
     """The latest ``nbf`` on the path."""
     expires: int
@@ -105,6 +107,7 @@ def verify_chain(
     # 3. Walk from the agent upwards.
     level = TrustLevel.L4
     anchor_kid: KeyId | None = None
+    anchor_cap: TrustLevel | None = None
     for index, link in enumerate(links):
         claims = link.claims
         # 3a. Time and audience.
@@ -125,7 +128,7 @@ def verify_chain(
                 raise _malformed("passports follow the anchor-signed one in mcps/chain")
             link.jws.verify_signature(anchor.key)
             level = min(level, anchor.max_level)
-            anchor_kid = anchor.kid
+            anchor_kid, anchor_cap = anchor.kid, anchor.max_level
             break
         if last:
             raise McpsError(ErrorCode.UNKNOWN_KEY, "passport issuer is not trusted", detail=f"kid {link.issuer_kid}")
@@ -160,6 +163,7 @@ def verify_chain(
         path=path,
         signers=tuple(link.issuer_kid for link in links),
         anchor=anchor_kid,
+        anchor_cap=anchor_cap,
         not_before=max(claims.nbf for claims in path),
         expires=min(claims.exp for claims in path),
     )

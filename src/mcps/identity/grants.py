@@ -35,10 +35,10 @@ from mcps.core.encoding import b64u_encode, is_b64u
 from mcps.core.envelope import DEFAULT_SKEW, GRANT_KEY, SIG_KEY, request_binding
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PrivateKey, PublicKey
+from mcps.core.replay import NonceStore
 from mcps.identity.jws import parse_compact, sign_compact
 from mcps.identity.levels import TrustLevel
 from mcps.identity.passports import AgentId, parse_scope
-from mcps.stores.nonces import NonceStore
 
 __all__ = [
     "DEFAULT_GRANT_LIFETIME",
@@ -90,7 +90,7 @@ def mint_grant(
         "tool": tool,
         "args": argument_hash(arguments),
         "req": request_binding(request_sig),
-        "tl": int(TrustLevel.parse(int(level))),
+        "tl": int(TrustLevel.parse(level)),
         "scope": " ".join(sorted(set(scopes))),
         "jti": b64u_encode(os.urandom(16)),
         "iat": issued_at,

@@ -24,7 +24,11 @@ class TrustLevel(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: object) -> TrustLevel:
-        """A level from its wire form, the integer 0–4 (``bool`` is refused); raises ``ValueError``."""
+        """A level from its wire form, the integer 0–4, or a :class:`TrustLevel`; raises ``ValueError`` otherwise.
+
+        ``bool`` is refused: in Python ``True == 1``, so ``TrustLevel(True)`` would be L1."""
+        if isinstance(value, TrustLevel):
+            return value
         if type(value) is not int or not 0 <= value <= 4:
             raise ValueError("a trust level is an integer 0..4")
         return cls(value)

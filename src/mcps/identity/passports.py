@@ -243,7 +243,7 @@ def issue_passport(
         "exp": issued_at + ttl,
         "jti": jti if jti is not None else b64u_encode(os.urandom(16)),
         "cnf": {"jwk": {k: v for k, v in agent_key.to_jwk().items() if k in ("kty", "crv", "x", "y")}},
-        "mcps_tl": int(TrustLevel.parse(int(level))),
+        "mcps_tl": int(TrustLevel.parse(level)),
         "scope": " ".join(scope_list),
     }
     if aud is not None:

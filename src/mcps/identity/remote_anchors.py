@@ -30,14 +30,14 @@ import httpx
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId
 from mcps.core.strict import Limits, parse_message
-from mcps.identity.anchors import TrustAnchor, TrustAnchors
+from mcps.identity.anchors import MAX_JWKS_BYTES, TrustAnchor, TrustAnchors
 
 __all__ = ["DEFAULT_MAX_STALE", "DEFAULT_REFRESH_INTERVAL", "DEFAULT_TIMEOUT", "RemoteTrustAnchors"]
 
 DEFAULT_TIMEOUT: Final = 5.0
 DEFAULT_REFRESH_INTERVAL: Final = 300.0
 DEFAULT_MAX_STALE: Final = 3600.0
-MAX_DOCUMENT_BYTES: Final = 1024 * 1024
+MAX_DOCUMENT_BYTES: Final = MAX_JWKS_BYTES
 
 _log = logging.getLogger("mcps.identity.remote_anchors")
 

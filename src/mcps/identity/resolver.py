@@ -15,9 +15,15 @@ otherwise. The resolved key is an :class:`AgentPublicKey`: a :class:`~mcps.core.
 the :class:`~mcps.identity.chains.VerifiedAgent`, which :class:`~mcps.verifier.MessageVerifier` hands to the
 application in ``VerifiedMessage.agent`` after checking revocation in ``revocations`` (step 10, after the nonce).
 
-Cache: an entry lives until the earliest ``exp`` on its path (plus skew). It is never trusted for revocation —
-the store is asked on every message — so a revocation takes effect at once without invalidating anything.
-Failures are not cached. The cache is bounded (``cache_size`` entries; expired ones first, then the oldest).
+Cache: an entry lives until the earliest ``exp`` on its path (plus skew). Every hit asks the anchors again, for
+every signer on the path, and uses the entry only when they answer as they did when it was verified: the anchor at
+the top is still an anchor with the same key and cap, and no key below it has become one. Otherwise the entry is
+dropped and the path verified afresh, so a hit can never accept what a resolver without a cache would refuse:
+an issuer pulled from a refreshed ``issuerKeysUrl`` document, or from an anchors file loaded again and assigned to
+:attr:`PassportResolver.anchors`, is refused on the next message, and a source past its maximum age refuses the
+hit itself (MCPS-007). The entry is never trusted for revocation either — the store is asked on every message — so
+a revocation takes effect at once without invalidating anything. Failures are not cached. The cache is bounded
+(``cache_size`` entries; expired ones first, then the oldest).
 """
 
 from __future__ import annotations
@@ -89,7 +95,9 @@ class PassportResolver:
     """Resolves the signing key of a message from its passport (or ``pinned`` keys when it carries none).
 
     ``audience`` is this receiver's identity (checked against each passport's ``aud``); ``revocations`` is where
-    revocations are looked up on every message; ``min_level`` defaults to L2, the production minimum.
+    revocations are looked up on every message; ``min_level`` defaults to L2, the production minimum. ``anchors``
+    may be replaced at any time (say, by an anchors file loaded again): the next message is checked against the
+    new set, cached or not.
     """
 
     def __init__(
@@ -108,7 +116,7 @@ class PassportResolver:
         self.anchors = anchors
         self.audience = audience
         self.revocations = revocations
-        self.min_level = TrustLevel(min_level)
+        self.min_level = TrustLevel.parse(min_level)  # a bool is refused, not read as L1
         self._pinned = pinned
         self._skew = skew
         self._cache_size = cache_size
@@ -130,9 +138,11 @@ class PassportResolver:
         """Verify a passport path (cached) and the minimum level; the agent's key with its identity."""
         digest = _cache_key(passport, chain)
         cached = self._cache.get(digest) if digest is not None else None
-        if cached is not None:
+        if digest is not None and cached is not None:
             cached.agent.check_time(now, self._skew)
-            return cached
+            if self._anchors_unchanged(cached.agent):  # MCPS-007 when the source is too old to answer
+                return cached
+            del self._cache[digest]  # the anchors moved: verify afresh, as without a cache
         agent = verify_chain(passport, chain, anchors=self.anchors, audience=self.audience, now=now, skew=self._skew)
         if agent.level < self.min_level:
             raise McpsError(
@@ -142,6 +152,19 @@ class PassportResolver:
         if digest is not None and self._cache_size:
             self._remember(digest, key, now)
         return key
+
+    def _anchors_unchanged(self, agent: VerifiedAgent) -> bool:
+        """Whether every signer on the path resolves now as it did when the path was verified (SPEC.md §7.4):
+        the anchor at the top with the same key and cap, every signer below it still not an anchor."""
+        for claims, signer in zip(agent.path, agent.signers, strict=True):
+            if signer == claims.key.kid:  # self-signed: the path ended here without asking the anchors
+                return True
+            anchor = self.anchors.get(signer)
+            if signer == agent.anchor:
+                return anchor is not None and anchor.kid == signer and anchor.max_level == agent.anchor_cap
+            if anchor is not None:
+                return False
+        return False  # unreachable for a verified path: it ends at an anchor or a self-signed passport
 
     def _remember(self, digest: bytes, key: AgentPublicKey, now: float) -> None:
         cache = self._cache

@@ -1,4 +1,5 @@
-"""Replay defence: the ``NonceStore`` protocol and its in-memory backend.
+"""Replay defence: the in-memory :class:`~mcps.core.replay.NonceStore` backend (the protocol lives in
+:mod:`mcps.core.replay` and is re-exported here).
 
 A nonce store remembers ``(kid, nonce)`` pairs until a given expiry and answers one question atomically:
 "was this pair new?". The verifier asks only after the signature has verified (SPEC.md §5 step 9), so
@@ -13,29 +14,14 @@ on one machine), :class:`mcps.stores.redis_nonces.RedisNonceStore` (replicas). A
 from __future__ import annotations
 
 import heapq
-from typing import Protocol, runtime_checkable
 
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId
+from mcps.core.replay import NonceStore
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "MemoryNonceStore", "NonceStore"]
 
 DEFAULT_MAX_ENTRIES = 1_000_000
-
-
-@runtime_checkable
-class NonceStore(Protocol):
-    async def claim(self, kid: KeyId, nonce: str, *, expires_at: int, now: float) -> bool:
-        """Record ``(kid, nonce)`` until ``expires_at``. True if it was new; False if already held (a replay).
-
-        An entry whose expiry is at or before ``now`` no longer counts. Raises MCPS-030 when the store cannot
-        answer; never returns True in doubt.
-        """
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections. The store may not be used afterwards."""
-        ...
 
 
 class MemoryNonceStore:

@@ -59,7 +59,7 @@ def fail_fast_client(
 
 
 class RedisNonceStore:
-    """A :class:`~mcps.stores.nonces.NonceStore` shared by replicas through Redis.
+    """A :class:`~mcps.core.replay.NonceStore` shared by replicas through Redis.
 
     ``client`` is a :class:`redis.asyncio.Redis`; the store owns it and closes it in :meth:`aclose`. Use
     :meth:`from_url` for a client with short timeouts, so that a Redis that is down refuses calls quickly.

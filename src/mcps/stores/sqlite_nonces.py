@@ -54,7 +54,7 @@ def _unavailable(detail: str) -> McpsError:
 
 
 class SqliteNonceStore:
-    """A :class:`~mcps.stores.nonces.NonceStore` in one SQLite file, shared by the processes of one machine.
+    """A :class:`~mcps.core.replay.NonceStore` in one SQLite file, shared by the processes of one machine.
 
     * The file is opened in WAL mode with ``busy_timeout`` (``busy_timeout_ms``), so processes wait for each
       other's short write transactions instead of failing; a wait longer than that raises MCPS-030.
