@@ -16,23 +16,70 @@ from typing import Any
 from mcps.core.envelope import (
     DEFAULT_LIFETIME,
     DEFAULT_SKEW,
+    VIA_KEY,
     AuthenticatedMessage,
     KeyResolver,
     MessageKind,
     SignatureBlock,
     authenticate,
+    block_container,
     sign_message,
 )
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.hops import VerifiedHop, verify_hops
 from mcps.core.keys import KeyId, PrivateKey, PublicKey
 from mcps.core.replay import NonceStore
 from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
 from mcps.identity.chains import VerifiedAgent
 from mcps.identity.resolver import AgentPublicKey, PassportResolver
 
-__all__ = ["MessageSigner", "MessageVerifier", "VerifiedMessage"]
+__all__ = ["HopKey", "HopTrust", "MessageSigner", "MessageVerifier", "VerifiedMessage"]
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class HopTrust:
+    """The intermediaries (gateways) a receiver trusts to countersign what they forward (SPEC.md §12.4).
+
+    ``keys`` resolves their keys; with ``required`` every message must carry a valid hop record (MCPS-034).
+    """
+
+    keys: KeyResolver
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HopKey(PublicKey):
+    """A block key resolved only through :class:`HopTrust`: the block was made by a gateway (SPEC.md §12.4a)."""
+
+    @classmethod
+    def of(cls, key: PublicKey) -> HopKey:
+        return cls(key.alg, key.kid, key._key, key._jwk)  # same key, marked as a gateway's
+
+
+class _BlockKeys:
+    """Resolves a block's key through the peer's trust, or — for a block a trusted gateway says it made (its
+    first hop record is ``on_behalf`` and names the block's key) and that the peer's trust does not know — through
+    the hop trust, marked :class:`HopKey`."""
+
+    def __init__(self, peers: KeyResolver, hops: HopTrust) -> None:
+        self._peers = peers
+        self._hops = hops
+
+    def resolve(self, kid: KeyId, message: Mapping[str, Any], *, now: float) -> PublicKey:
+        if not _made_by_hop(message, kid):
+            return self._peers.resolve(kid, message, now=now)
+        try:
+            return self._peers.resolve(kid, message, now=now)  # the gateway is also trusted as the other end
+        except McpsError:
+            return HopKey.of(self._hops.keys.resolve(kid, message, now=now))
+
+
+def _made_by_hop(message: Mapping[str, Any], kid: KeyId) -> bool:
+    via = (block_container(message) or {}).get(VIA_KEY)
+    first = via[0] if isinstance(via, list) and via else None
+    return isinstance(first, dict) and first.get("on_behalf") is True and first.get("kid") == kid
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +92,13 @@ class VerifiedMessage:
     key: PublicKey
     agent: VerifiedAgent | None = None
     """Who signed, when the key was resolved through a passport (:class:`~mcps.identity.PassportResolver`)."""
+    hops: tuple[VerifiedHop, ...] = ()
+    """The verified hop records (gateways it passed), when the verifier has a :class:`HopTrust`."""
+
+    @property
+    def gateway_made(self) -> bool:
+        """Whether the block was made by a trusted gateway rather than by the other end (SPEC.md §12.4a)."""
+        return isinstance(self.key, HopKey)
 
     @property
     def kid(self) -> KeyId:
@@ -108,11 +162,14 @@ class MessageVerifier:
         limits: Limits = DEFAULT_LIMITS,
         max_skew: int = DEFAULT_SKEW,
         clock: Clock = time.time,
+        hops: HopTrust | None = None,
     ) -> None:
         if not 0 <= max_skew <= 300:
             raise ValueError("max_skew must be within 0..300 seconds")
         self.audience = audience
-        self._keys = keys
+        self._peer_keys = keys
+        self._keys: KeyResolver = keys if hops is None else _BlockKeys(keys, hops)
+        self._hops = hops
         self._nonces = nonces
         self._limits = limits
         self._skew = max_skew
@@ -130,6 +187,14 @@ class MessageVerifier:
         checked: AuthenticatedMessage = authenticate(
             message, audience=self.audience, keys=self._keys, now=at, skew=self._skew, in_reply_to=in_reply_to
         )
+        hops: tuple[VerifiedHop, ...] = ()
+        if self._hops is not None:  # 8b. Hop records, before anything is recorded (SPEC.md §12.4)
+            names = (self.audience,)
+            hops = verify_hops(
+                message, keys=self._hops.keys, names=names, now=at, skew=self._skew, required=self._hops.required
+            )
+        if isinstance(checked.key, HopKey) and not checked.kind.is_response:
+            raise McpsError(ErrorCode.UNKNOWN_KEY, "a gateway may only answer on the other end's behalf")
         # 9. Freshness, recorded only now that the signature is known good. The window accepts now == exp + skew
         # and a store forgets an entry once now >= expires_at, so hold it one second longer than that.
         block = checked.block
@@ -138,8 +203,8 @@ class MessageVerifier:
         # 10. Revocation of anything on the passport path, asked of the store on every message (kill switch).
         agent = None
         if isinstance(checked.key, AgentPublicKey):
-            if not isinstance(self._keys, PassportResolver):
+            if not isinstance(self._peer_keys, PassportResolver):
                 raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail="passport-resolved key without a revocation store")
-            await self._keys.check_revocation(checked.key, now=at)
+            await self._peer_keys.check_revocation(checked.key, now=at)
             agent = checked.key.agent
-        return VerifiedMessage(checked.message, checked.kind, block, checked.key, agent)
+        return VerifiedMessage(checked.message, checked.kind, block, checked.key, agent, hops)
