@@ -1,29 +1,57 @@
-"""The README's examples run: the signed agent starts the signed server and makes one verified call."""
+"""The examples run on a fresh clone with no extra step: they make their own test keys where git ignores them.
+
+Each test copies ``examples/`` without its ``keys/`` folder, as a fresh clone has it, and runs the agent.
+"""
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mcps import PrivateKey
-from mcps.core.keys import save_private_key
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 
 
-def test_signed_agent_calls_signed_server(tmp_path: Path) -> None:
-    for name in ("signed_server.py", "signed_agent.py"):
-        shutil.copy(EXAMPLES / name, tmp_path / name)
-    for name in ("server", "agent"):
-        key = PrivateKey.generate()  # test keys, made per run
-        save_private_key(key, tmp_path / f"{name}.pem")
-        (tmp_path / f"{name}.pem.pub.jwk").write_text(json.dumps(key.public_key.to_jwk()))
-    agent = PrivateKey.from_pem((tmp_path / "agent.pem").read_bytes())
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    shutil.copytree(EXAMPLES, tmp_path / "examples", ignore=shutil.ignore_patterns("keys", "__pycache__"))
+    return tmp_path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "NO_COLOR": "1", **extra}
+
+
+def test_signed_agent_calls_signed_server_on_a_fresh_clone(clone: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(tmp_path / "signed_agent.py")], capture_output=True, text=True, timeout=30, check=False
+        [sys.executable, "examples/signed_agent.py"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=_env(),
     )
     assert done.returncode == 0, done.stderr
+    keys = clone / "examples" / "keys"
+    assert sorted(path.name for path in keys.glob("*.pem*")) == [
+        "agent.pem",
+        "agent.pem.pub.jwk",
+        "server.pem",
+        "server.pem.pub.jwk",
+    ]
+    assert (keys / "agent.pem").stat().st_mode & 0o077 == 0
+    agent = PrivateKey.from_pem((keys / "agent.pem").read_bytes())
     assert done.stdout.strip() == f"noted for {agent.kid[:8]}…: ship it"
+
+
+def test_example_keys_are_ignored_by_git() -> None:
+    lines = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "examples/keys/" in lines
