@@ -218,3 +218,17 @@ def test_pin_without_the_mcp_extra_says_which_extra_to_install() -> None:
     assert done.returncode == 20, done.stderr
     assert "Traceback" not in done.stderr
     assert f"pip install '{cli_main.DISTRIBUTION}[mcp]'" in done.stderr
+
+
+# --- what a new user needs to be told ----------------------------------------------------------------------------
+
+
+def test_audit_append_says_where_it_created_the_log_key(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    first = cli("audit", "append", "--db", db, stdin=b'{"event":"call"}')
+    assert first.code == 0, first.err
+    assert f"created the log's signing key {db}.key (mode 0600)" in first.err
+    assert (tmp_path / "audit.db.key").stat().st_mode & 0o077 == 0
+    second = cli("audit", "append", "--db", db, stdin=b'{"event":"call"}')
+    assert second.code == 0
+    assert second.err == ""

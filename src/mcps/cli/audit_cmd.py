@@ -140,7 +140,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_append(args: argparse.Namespace) -> int:
     event = AuditEvent.from_json(parse_message(read_stdin()))
+    key_file = args.key_file or (None if _is_postgres(args.db) else default_key_path(_sqlite_path(args.db)))
+    new_key = key_file is not None and not key_file.exists()
     log = open_log(args, write=True)
+    if new_key:
+        stderr().print(f"created the log's signing key {key_file} (mode 0600): keep it secret", markup=False)
 
     async def run() -> Receipt:
         try:
