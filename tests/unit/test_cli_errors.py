@@ -232,3 +232,14 @@ def test_audit_append_says_where_it_created_the_log_key(cli: Cli, tmp_path: Path
     second = cli("audit", "append", "--db", db, stdin=b'{"event":"call"}')
     assert second.code == 0
     assert second.err == ""
+
+
+def test_a_failure_while_building_the_parser_is_caught_too(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> argparse.ArgumentParser:
+        raise ImportError("a command module failed to import")
+
+    monkeypatch.setattr(cli_main, "build_parser", broken)
+    result = cli("version")
+    assert result.code == EXIT_INTERNAL
+    assert "unexpected internal error (ImportError)" in _one_line(result)
+    assert "Traceback" in cli("-v", "version").err

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol, cast
@@ -138,6 +139,17 @@ def _internal_error(exc: Exception, *, verbose: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``mcps`` command and return its exit code (the console script passes it to ``sys.exit``)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(arguments)
+    except KeyboardInterrupt:
+        stderr().print("interrupted", style="yellow")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the safety net: no traceback reaches a user without -v
+        return _internal_error(exc, verbose=bool({"-v", "--verbose"} & set(arguments)))
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -165,11 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, argparse.ArgumentTypeError) as exc:  # includes json.JSONDecodeError, UnicodeDecodeError
         print_error(f"error: {exc}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        stderr().print("interrupted", style="yellow")
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the safety net: no traceback reaches a user without -v
-        return _internal_error(exc, verbose=verbose)
 
 
 if __name__ == "__main__":
