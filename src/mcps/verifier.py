@@ -16,11 +16,11 @@ from typing import Any
 from mcps.core.envelope import (
     DEFAULT_LIFETIME,
     DEFAULT_SKEW,
-    AuthenticatedMessage,
     KeyResolver,
     MessageKind,
     SignatureBlock,
-    authenticate,
+    _authenticate,
+    _AuthenticatedMessage,
     sign_message,
 )
 from mcps.core.errors import ErrorCode, McpsError
@@ -127,7 +127,7 @@ class MessageVerifier:
     ) -> VerifiedMessage:
         """Verify a message already parsed by :func:`mcps.core.strict.parse_message` (steps 3–9)."""
         at = self._clock() if now is None else now
-        checked: AuthenticatedMessage = authenticate(
+        checked: _AuthenticatedMessage = _authenticate(
             message, audience=self.audience, keys=self._keys, now=at, skew=self._skew, in_reply_to=in_reply_to
         )
         # 9. Freshness, recorded only now that the signature is known good. The window accepts now == exp + skew
