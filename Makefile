@@ -1,5 +1,9 @@
 # mcps — developer entry points. Every target creates .venv itself when it is missing.
-PYTHON ?= python3.11
+# .venv is made with PYTHON: by default the first of PYTHON_CANDIDATES that runs and is Python 3.11 or newer
+# (a pyenv shim for a version that is not selected does not run, so it is skipped). Override: make PYTHON=python3.x
+PYTHON_CANDIDATES := python3.13 python3.12 python3.11 python3
+IS_SUPPORTED      := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
+PYTHON ?= $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell $(p) $(IS_SUPPORTED) >/dev/null 2>&1 && echo $(p))))
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
@@ -7,6 +11,11 @@ STAMP  := $(VENV)/.installed-dev
 .PHONY: demo test lint format bench clean bench-audit
 
 $(BIN)/python:
+	@if [ -z "$(PYTHON)" ] || ! $(PYTHON) $(IS_SUPPORTED) >/dev/null 2>&1; then \
+		echo "mcps needs Python 3.11 or newer: none of $(or $(PYTHON),$(PYTHON_CANDIDATES)) is one." \
+			"Install one, or name it: make PYTHON=/path/to/python3.11" >&2; \
+		exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 

@@ -1,27 +1,26 @@
 """A signed MCP agent: an ordinary mcp.Client, with a transport that signs and verifies every message.
 
-Keys (once):  mcps keygen --out server.pem   and   mcps keygen --out agent.pem
-Run:          python examples/signed_agent.py
+Run:  python examples/signed_agent.py      (starts examples/signed_server.py over stdio and calls one tool)
+Keys: examples/keys/ (test keys, made on first use by example_keys.py).
 """
 
 import sys
 from pathlib import Path
 
 import anyio
+from example_keys import private_key, public_key
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from mcps import MemoryNonceStore, PinnedKeys
 from mcps.bindings import ChannelSecurity, signed_stdio_client
-from mcps.core.keys import load_private_key, load_public_jwk
 
-KEYS = Path(__file__).parent
 security = ChannelSecurity(
-    key=load_private_key(KEYS / "agent.pem"),  # signs every request
-    trusted=PinnedKeys([load_public_jwk(KEYS / "server.pem.pub.jwk")]),  # the only server key we accept
+    key=private_key("agent"),  # signs every request
+    trusted=PinnedKeys([public_key("server")]),  # the only server key we accept
     nonces=MemoryNonceStore(),  # a replayed response is refused
 )
-server = StdioServerParameters(command=sys.executable, args=[str(KEYS / "signed_server.py")])
+server = StdioServerParameters(command=sys.executable, args=[str(Path(__file__).with_name("signed_server.py"))])
 
 
 async def main() -> None:

@@ -1,19 +1,16 @@
 """A signed MCP server: an ordinary MCPServer, run with mcps so every message in and out is signed.
 
-Keys (once):  mcps keygen --out server.pem   and   mcps keygen --out agent.pem
-The agent (examples/signed_agent.py) starts this server itself, over stdio.
+The agent (examples/signed_agent.py) starts this server itself, over stdio. examples/signed_http_server.py serves
+the same server over Streamable HTTP. Keys: examples/keys/ (test keys, made on first use by example_keys.py).
 """
 
-from pathlib import Path
-
 import anyio
+from example_keys import private_key, public_key
 from mcp.server.mcpserver import MCPServer
 
 from mcps import MemoryNonceStore, PinnedKeys
 from mcps.bindings import ChannelSecurity, current_caller, serve_stdio
-from mcps.core.keys import load_private_key, load_public_jwk
 
-KEYS = Path(__file__).parent
 server = MCPServer("notes")
 
 
@@ -24,9 +21,9 @@ def add_note(text: str) -> str:
 
 
 security = ChannelSecurity(
-    key=load_private_key(KEYS / "server.pem"),  # signs every response and notification
+    key=private_key("server"),  # signs every response and notification
     identity="urn:example:notes",  # requests must be addressed to this server
-    trusted=PinnedKeys([load_public_jwk(KEYS / "agent.pem.pub.jwk")]),  # the agents allowed in
+    trusted=PinnedKeys([public_key("agent")]),  # the agents allowed in
     nonces=MemoryNonceStore(),  # replay defence
 )
 

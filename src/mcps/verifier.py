@@ -17,11 +17,11 @@ from mcps.core.envelope import (
     DEFAULT_LIFETIME,
     DEFAULT_SKEW,
     VIA_KEY,
-    AuthenticatedMessage,
     KeyResolver,
     MessageKind,
     SignatureBlock,
-    authenticate,
+    _authenticate,
+    _AuthenticatedMessage,
     block_container,
     sign_message,
 )
@@ -184,7 +184,7 @@ class MessageVerifier:
     ) -> VerifiedMessage:
         """Verify a message already parsed by :func:`mcps.core.strict.parse_message` (steps 3–9)."""
         at = self._clock() if now is None else now
-        checked: AuthenticatedMessage = authenticate(
+        checked: _AuthenticatedMessage = _authenticate(
             message, audience=self.audience, keys=self._keys, now=at, skew=self._skew, in_reply_to=in_reply_to
         )
         hops: tuple[VerifiedHop, ...] = ()

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import mcps
-from mcps.cli import message_cmd
+from mcps.cli import message_cmd, output
 from mcps.cli.main import COMMAND_MODULES, main
 from mcps.core.envelope import sign_message
 from mcps.core.keys import load_private_key
@@ -224,7 +224,7 @@ def test_sign_permission_error(cli: Cli, agent: Agent, monkeypatch: pytest.Monke
     def denied(path: Path) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
-    monkeypatch.setattr(message_cmd, "load_private_key", denied)
+    monkeypatch.setattr(output, "load_private_key", denied)
     result = cli("sign", "--key", agent.key, "--aud", AUD, stdin=REQUEST)
     assert result.code == 2
     assert result.err == f"error: Permission denied: {agent.key}\n"

@@ -1,4 +1,4 @@
-"""The signature envelope (SPEC.md §4–5) through MessageSigner / MessageVerifier and ``authenticate``.
+"""The signature envelope (SPEC.md §4–5) through MessageSigner / MessageVerifier and the private ``_authenticate``.
 
 Covers every message kind with both algorithms, what the signature covers (and the two hop members it does
 not), robustness to re-serialization, the exact window boundaries, each block defect and its code, replay, the
@@ -17,10 +17,10 @@ import pytest
 from mcps.core.encoding import b64u_encode
 from mcps.core.envelope import (
     MAX_LIFETIME,
-    AuthenticatedMessage,
     MessageKind,
     PinnedKeys,
-    authenticate,
+    _authenticate,
+    _AuthenticatedMessage,
     message_kind,
     request_binding,
     sign_message,
@@ -240,8 +240,8 @@ def test_authenticate_does_not_record_the_nonce(key: PrivateKey) -> None:
     signed = sign(REQUEST, key)
     keys = PinnedKeys([key.public_key])
     for _ in range(2):  # no replay check at this layer
-        checked = authenticate(signed, audience=AUD, keys=keys, now=NOW)
-        assert isinstance(checked, AuthenticatedMessage)
+        checked = _authenticate(signed, audience=AUD, keys=keys, now=NOW)
+        assert isinstance(checked, _AuthenticatedMessage)
         assert checked.kind is MessageKind.REQUEST
         assert checked.block.kid == key.kid
 
@@ -250,7 +250,7 @@ def test_authenticate_every_kind(key: PrivateKey, request_sig: str) -> None:
     keys = PinnedKeys([key.public_key])
     for name, message in MESSAGES.items():
         in_reply_to = request_sig if KINDS[name].is_response else None
-        checked = authenticate(
+        checked = _authenticate(
             sign(message, key, request_sig), audience=AUD, keys=keys, now=NOW, in_reply_to=in_reply_to
         )
         assert checked.kind is KINDS[name]

@@ -1,6 +1,6 @@
 """Bindings for the official MCP Python SDK (``mcp`` 2.x): signed servers and agents.
 
-Install with the ``mcp`` extra (``pip install 'mcps[mcp]'``).
+Install with the ``mcp`` extra (``pip install 'mcps-security[mcp]'``).
 
 * Server: :func:`serve_stdio` (or :func:`signed_stdio_server` / :func:`secure_server_streams` around any
   transport's streams); tools read the verified sender with :func:`current_caller`.

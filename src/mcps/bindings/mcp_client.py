@@ -28,7 +28,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import IO, Any, Final
 
 import anyio
 from anyio.abc import Process
@@ -84,20 +84,25 @@ class SignedTransport:
 
 @asynccontextmanager
 async def signed_stdio_client(
-    server: StdioServerParameters, security: ChannelSecurity, *, server_identity: str, tools: ToolGuard | None = None
+    server: StdioServerParameters,
+    security: ChannelSecurity,
+    *,
+    server_identity: str,
+    tools: ToolGuard | None = None,
+    stderr: int | IO[Any] | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Spawn an MCP server and talk to it over stdio, every line strictly parsed, verified and signed.
 
     ``tools`` pins the server's tool definitions (:class:`~mcps.bindings.tools.ToolGuard`, from ``mcps.lock``);
     without it they are pinned for this connection only (:meth:`~mcps.bindings.tools.ToolGuard.session_pins`).
 
-    The server's stderr is inherited. On exit its stdin is closed, then it is terminated, then killed, each
-    step bounded by a short timeout.
+    The server's stderr is inherited unless ``stderr`` names a file (or ``subprocess.DEVNULL``). On exit its
+    stdin is closed, then it is terminated, then killed, each step bounded by a short timeout.
     """
     command: Sequence[str] = [server.command, *server.args]
     cwd = Path(server.cwd) if server.cwd is not None else None
     process = await anyio.open_process(
-        command, env=get_default_environment() | (server.env or {}), cwd=cwd, stderr=None
+        command, env=get_default_environment() | (server.env or {}), cwd=cwd, stderr=stderr
     )
     guard = tools if tools is not None else ToolGuard.session_pins(server_identity)
     channel = SecureChannel(security, peer=server_identity, tools=guard)

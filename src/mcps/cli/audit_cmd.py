@@ -74,8 +74,19 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", type=Path, metavar="PEM", help="the log's signing key (default: <db>.key)")
 
 
+_DESCRIPTION = (
+    "Tamper-evident audit log: append, key, verify, prove, check-evidence, checkpoint, export, tail. "
+    "--db takes a SQLite path (or sqlite:///path) or a postgresql:// URL (tables in --schema). Commands that write "
+    "need the log's signing key: for SQLite it is the file <db>.key next to the database unless --key-file says "
+    "otherwise (created with mode 0600 on the first append); for PostgreSQL --key-file is required. Commands that "
+    "only read open the log without its private key. Keep a checkpoint (mcps audit checkpoint) off the box and give "
+    "it to verify --checkpoint: that is what catches a truncated log. Exit codes: 0 intact, 1 a defect or bad "
+    "evidence (MCPS-033 on stderr), 2 bad usage."
+)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    audit = subparsers.add_parser("audit", help="tamper-evident audit log", description=__doc__)
+    audit = subparsers.add_parser("audit", help="tamper-evident audit log", description=_DESCRIPTION)
     commands = audit.add_subparsers(title="audit commands", metavar="COMMAND", required=True)
 
     p = commands.add_parser("append", help="record an external event read from stdin; print its receipt")
@@ -129,7 +140,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_append(args: argparse.Namespace) -> int:
     event = AuditEvent.from_json(parse_message(read_stdin()))
+    key_file = args.key_file or (None if _is_postgres(args.db) else default_key_path(_sqlite_path(args.db)))
+    new_key = key_file is not None and not key_file.exists()
     log = open_log(args, write=True)
+    if new_key:
+        stderr().print(f"created the log's signing key {key_file} (mode 0600): keep it secret", markup=False)
 
     async def run() -> Receipt:
         try:

@@ -22,11 +22,19 @@ from typing import Any
 
 from rich.markup import escape
 
-from mcps.cli.output import EXIT_OK, Refused, UsageError, print_json, stderr
+from mcps.cli.output import (
+    EXIT_OK,
+    Refused,
+    UsageError,
+    print_json,
+    read_private_key,
+    read_public_key,
+    stderr,
+)
 from mcps.core.encoding import b64u_decode
 from mcps.core.envelope import PinnedKeys
 from mcps.core.errors import McpsError
-from mcps.core.keys import PrivateKey, load_private_key, load_public_jwk
+from mcps.core.keys import PrivateKey
 from mcps.identity.anchors import TrustAnchor, TrustAnchors
 from mcps.identity.chains import VerifiedAgent
 from mcps.identity.levels import TrustLevel
@@ -80,10 +88,7 @@ def read_passport_file(path: Path) -> tuple[str, list[str]]:
 
 
 def _signing_key(path: Path) -> PrivateKey:
-    with path.open("rb") as handle:
-        if handle.read(64).lstrip().startswith(b"{"):
-            raise UsageError(f"{path} looks like a JWK; this needs the private key PEM written by mcps keygen")
-    return load_private_key(path)
+    return read_private_key(path, option="--issuer-key")
 
 
 def default_store_path() -> Path:
@@ -168,7 +173,7 @@ def passport_issue(args: argparse.Namespace) -> int:
         issuer,
         iss=iss or issuer.kid,
         sub=args.sub,
-        agent_key=load_public_jwk(args.agent_key),
+        agent_key=read_public_key(args.agent_key, option="--agent-key"),
         level=args.level,
         scopes=args.scope.split(),
         now=time.time(),
@@ -219,7 +224,13 @@ def passport_verify(args: argparse.Namespace) -> int:
 
 
 def anchors_command(args: argparse.Namespace) -> int:
-    anchors = [TrustAnchor(load_public_jwk(path), _level(level)) for path, level in args.anchor]
+    anchors = []
+    for path, level in args.anchor:
+        try:
+            max_level = _level(level)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--anchor {path} {level}: {exc}") from exc
+        anchors.append(TrustAnchor(read_public_key(Path(path), option="--anchor"), max_level))
     print_json(TrustAnchors(anchors).to_jwks())
     return EXIT_OK
 
@@ -310,16 +321,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("--store", metavar="URL", help="also check revocation in this store")
     verify.set_defaults(handler=passport_verify)
 
-    anchors = subparsers.add_parser("anchors", help="build a JWKS of trust anchors with their maximum levels")
+    anchors = subparsers.add_parser(
+        "anchors",
+        help="build a JWKS of trust anchors with their maximum levels",
+        description=(
+            "Print a JWKS of trust anchors: the issuer public keys a verifier trusts (like TLS root CAs), each "
+            "with the highest trust level (0-4) it may grant. Give the file to mcps verify --trust and "
+            "mcps passport verify --trust."
+        ),
+    )
     anchors.add_argument(
-        "--anchor", required=True, nargs=2, action="append", metavar=("PUB.jwk", "LEVEL"), help="repeatable"
+        "--anchor",
+        required=True,
+        nargs=2,
+        action="append",
+        metavar=("PUB.jwk", "LEVEL"),
+        help="an issuer's public JWK and the highest level 0-4 it may grant (repeatable)",
     )
     anchors.set_defaults(handler=anchors_command)
 
-    revoke = subparsers.add_parser("revoke", help="kill switch: revoke an agent (sub) or a passport (jti)")
+    revoke = subparsers.add_parser(
+        "revoke",
+        help="kill switch: revoke an agent (sub) or a passport (jti)",
+        description=(
+            "Kill switch: record a revocation in the store that verifiers ask on every message. The next message "
+            "from that agent (--sub) or carrying that passport (--jti) is refused with MCPS-003."
+        ),
+    )
     target = revoke.add_mutually_exclusive_group(required=True)
-    target.add_argument("--sub", metavar="AGENT_ID")
-    target.add_argument("--jti", metavar="ID")
+    target.add_argument("--sub", metavar="AGENT_ID", help="revoke every passport of this agent id")
+    target.add_argument("--jti", metavar="ID", help="revoke the one passport with this id")
     revoke.add_argument("--store", metavar="URL", help="revocation store (default: the local SQLite file)")
     revoke.set_defaults(handler=revoke_command)
 

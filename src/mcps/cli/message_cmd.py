@@ -8,10 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from mcps.cli import identity_cmd
-from mcps.cli.output import EXIT_OK, Refused, UsageError, print_json, read_stdin, stderr
+from mcps.cli.output import (
+    EXIT_OK,
+    Refused,
+    UsageError,
+    print_json,
+    read_private_key,
+    read_public_key,
+    read_stdin,
+    stderr,
+)
 from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, MAX_LIFETIME, PinnedKeys
 from mcps.core.errors import McpsError
-from mcps.core.keys import PrivateKey, PublicKey, load_private_key, load_public_jwk
+from mcps.core.keys import PublicKey
 from mcps.core.strict import parse_message
 from mcps.identity.resolver import attach_passport
 from mcps.stores.nonces import MemoryNonceStore, NonceStore
@@ -24,7 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sign = subparsers.add_parser(
         "sign",
         help="sign a JSON-RPC message read from stdin",
-        description="Read one JSON-RPC message on stdin, sign it, print it as one line of compact JSON.",
+        description=(
+            "Read one JSON-RPC message on stdin, sign it, print it as one line of compact JSON. The signature is "
+            f"valid from now for --lifetime seconds (default {DEFAULT_LIFETIME}); a receiver also allows its clock "
+            f"skew (default {DEFAULT_SKEW} s), so by default it is refused (MCPS-006) about "
+            f"{DEFAULT_LIFETIME + DEFAULT_SKEW} s after signing."
+        ),
     )
     sign.add_argument("--key", required=True, type=Path, metavar="PATH", help="private key PEM (from mcps keygen)")
     sign.add_argument("--aud", required=True, help="identity of the receiver, e.g. mcp://payments.example")
@@ -66,16 +80,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     identity_cmd.add_verify_options(verify)
 
 
-def _load_signing_key(path: Path) -> PrivateKey:
-    with path.open("rb") as handle:
-        looks_like_json = handle.read(64).lstrip().startswith(b"{")
-    if looks_like_json:
-        raise UsageError(f"{path} looks like a JWK; --key needs the private key PEM written by mcps keygen")
-    return load_private_key(path)
-
-
 def sign_command(args: argparse.Namespace) -> int:
-    signer = MessageSigner(_load_signing_key(args.key), lifetime=args.lifetime)
+    signer = MessageSigner(read_private_key(args.key, option="--key"), lifetime=args.lifetime)
     message = parse_message(read_stdin())
     if args.passport is not None:
         message = attach_passport(message, *identity_cmd.read_passport_file(args.passport))
@@ -123,7 +129,8 @@ def summary(verified: VerifiedMessage) -> dict[str, Any]:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    key = load_public_jwk(args.key) if args.key is not None else None  # a bad key file is an input error (exit 2)
+    # A bad key file is an input error (exit 2).
+    key = read_public_key(args.key, option="--key") if args.key is not None else None
     try:
         verified = asyncio.run(_verify(args, key, read_stdin()))
     except McpsError as exc:

@@ -11,6 +11,10 @@ HTTP: ``--url URL``), lists every tool (all pages), verifies each tool's signatu
 key, and either records the pin hashes (replacing that server's entry; nothing is written when a tool is
 unsigned or badly signed) or compares them with the lock: changed, new, renamed, removed and invalid tools are
 listed on stderr and in the JSON summary on stdout, and any of them makes the exit status 1.
+
+Connecting, listing and closing are bounded by ``--timeout``. A server started with ``--server`` writes its stderr
+(its own log lines) nowhere unless ``-v`` is given. A process that does not answer ``initialize`` as a signed MCP
+server (``cat``, a plain unsigned server) is reported as such rather than by the code of the first refusal.
 """
 
 from __future__ import annotations
@@ -19,31 +23,44 @@ import argparse
 import logging
 import os
 import shlex
+import tempfile
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
+import httpx2
 from mcp import Client
 from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED
 
 from mcps.bindings.channel import ChannelSecurity
 from mcps.bindings.mcp_client import signed_stdio_client
 from mcps.bindings.tools import ToolGuard, ToolReport, load_lockfile, save_lockfile
 from mcps.cli.identity_cmd import read_passport_file
-from mcps.cli.output import EXIT_OK, EXIT_REFUSED, Refused, UsageError, print_json, stderr
-from mcps.core.envelope import PinnedKeys
+from mcps.cli.output import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    Refused,
+    UsageError,
+    print_json,
+    read_private_key,
+    read_public_key,
+    stderr,
+)
+from mcps.core.envelope import SIG_KEY, PinnedKeys
 from mcps.core.errors import ErrorCode, McpsError
-from mcps.core.keys import PrivateKey, PublicKey, load_private_key, load_public_jwk
+from mcps.core.keys import PrivateKey, PublicKey
 from mcps.core.tools import ServerPins, ToolFinding, ToolStatus
 from mcps.stores.nonces import MemoryNonceStore
 
 __all__ = ["register"]
 
 DEFAULT_LOCK = Path("mcps.lock")
-CONNECT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = 30.0
+"""Seconds ``mcps pin`` waits for the server to connect and list its tools (``--timeout``)."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,12 +97,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"the lock file (default {DEFAULT_LOCK})",
     )
     parser.add_argument("--check", action="store_true", help="compare with the lock file instead of writing it")
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up when the server has not connected and listed its tools by then (default {DEFAULT_TIMEOUT:g})",
+    )
     parser.set_defaults(handler=pin_command)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
 def pin_command(args: argparse.Namespace) -> int:
-    agent_key = load_private_key(args.key)
-    server_key = load_public_jwk(args.server_key)
+    agent_key = read_private_key(args.key, option="--key")
+    server_key = read_public_key(args.server_key, option="--server-key")
     lock = load_lockfile(args.lock)
     pins = lock.server(args.server_identity)
     if args.check and pins is None:
@@ -94,8 +128,11 @@ def pin_command(args: argparse.Namespace) -> int:
     # Recording starts from nothing (every verified tool approved); checking holds anything not pinned.
     approve_all = not args.check
     guard = ToolGuard(pins if args.check else None, approve=lambda _finding: approve_all, on_report=reports.append)
-    _quiet_bindings_log(verbose=bool(getattr(args, "verbose", False)))
-    anyio.run(_list_tools, args, agent_key, server_key, guard)
+    verbose = bool(getattr(args, "verbose", False))
+    _quiet_bindings_log(verbose=verbose)
+    # Without -v the server's own stderr (its log lines) goes to a file nobody shows: pin's stderr stays ours.
+    with tempfile.TemporaryFile() as server_stderr:
+        anyio.run(_list_tools, args, agent_key, server_key, guard, None if verbose else server_stderr)
     findings = [decision.finding for report in reports for decision in report.decisions]
     removed = list(reports[-1].removed) if reports else []
     if args.check:
@@ -141,7 +178,13 @@ def _report_check(server: str, findings: list[ToolFinding], removed: list[str]) 
     return EXIT_REFUSED
 
 
-async def _list_tools(args: argparse.Namespace, agent_key: PrivateKey, server_key: PublicKey, guard: ToolGuard) -> None:
+async def _list_tools(
+    args: argparse.Namespace,
+    agent_key: PrivateKey,
+    server_key: PublicKey,
+    guard: ToolGuard,
+    server_stderr: IO[bytes] | None,
+) -> None:
     passport, chain = read_passport_file(args.passport) if args.passport is not None else (None, [])
     try:
         security = ChannelSecurity(
@@ -153,9 +196,11 @@ async def _list_tools(args: argparse.Namespace, agent_key: PrivateKey, server_ke
         )
     except ValueError as exc:
         raise UsageError(f"--passport: {exc}") from exc
+    connected = False
     try:
-        with anyio.fail_after(CONNECT_TIMEOUT):
-            async with Client(_transport(args, security, guard)) as client:
+        with anyio.fail_after(args.timeout):
+            async with Client(_transport(args, security, guard, server_stderr)) as client:
+                connected = True
                 cursor: str | None = None
                 while True:
                     page = await client.list_tools(cursor=cursor, cache_mode="bypass")
@@ -163,14 +208,14 @@ async def _list_tools(args: argparse.Namespace, agent_key: PrivateKey, server_ke
                     if not cursor:
                         break
     except BaseException as exc:  # the SDK raises groups from its task groups; find the refusal in them
-        translated = _translate(exc)
+        translated = _translate(exc, args, connected=connected)
         if translated is exc:
             raise
         raise translated from exc
 
 
 def _transport(
-    args: argparse.Namespace, security: ChannelSecurity, guard: ToolGuard
+    args: argparse.Namespace, security: ChannelSecurity, guard: ToolGuard, server_stderr: IO[bytes] | None
 ) -> AbstractAsyncContextManager[TransportStreams]:
     if args.url is not None:
         from mcps.bindings.http_client import signed_streamable_http_client  # noqa: PLC0415 - only with --url
@@ -180,7 +225,9 @@ def _transport(
     if not command:
         raise UsageError("--server needs a command")
     params = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
-    return signed_stdio_client(params, security, server_identity=args.server_identity, tools=guard)
+    return signed_stdio_client(
+        params, security, server_identity=args.server_identity, tools=guard, stderr=server_stderr
+    )
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -189,24 +236,55 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _translate(exc: BaseException) -> BaseException:
-    """The refusal (MCPS code) or usage error inside what the SDK raised; anything else unchanged."""
+def _refusal(leaf: BaseException) -> tuple[McpsError, bool] | None:
+    """The MCPS refusal an SDK error carries, and whether the server signed it (else this end refused what came)."""
+    if not isinstance(leaf, MCPError) or not isinstance(leaf.error.data, dict):
+        return None
+    code = leaf.error.data.get("mcps_code")
+    if not isinstance(code, str):
+        return None
+    try:
+        error = McpsError(ErrorCode.from_mcps(code), detail=leaf.error.message)
+    except ValueError:
+        return None
+    return error, SIG_KEY in leaf.error.data
+
+
+def _translate(exc: BaseException, args: argparse.Namespace, *, connected: bool) -> BaseException:
+    """The refusal (MCPS code) or usage error inside what the SDK raised; anything else unchanged.
+
+    Before the handshake completes, an answer this end refused (other than one signed by an untrusted key) or a
+    connection closed without an answer means the process is not an MCP server signing with mcps: that is what
+    the user is told, not the code of the first refusal (``cat`` echoes the request back: MCPS-011).
+    """
+    where = args.url if args.url is not None else repr(args.server)
     leaves = _leaves(exc)
     for leaf in leaves:
         if isinstance(leaf, McpsError):
             return Refused(leaf)
-        if isinstance(leaf, MCPError) and isinstance(leaf.error.data, dict):
-            code = leaf.error.data.get("mcps_code")
-            if isinstance(code, str):
-                try:
-                    return Refused(McpsError(ErrorCode.from_mcps(code), detail=leaf.error.message))
-                except ValueError:
-                    pass
+        refusal = _refusal(leaf)
+        if refusal is None:
+            continue
+        error, signed_by_server = refusal
+        if connected or signed_by_server or error.code is ErrorCode.UNKNOWN_KEY:
+            return Refused(error)
+        return UsageError(
+            f"{where} is not an MCP server signing with mcps: its answer to initialize was refused ({error})"
+        )
     for leaf in leaves:
+        if isinstance(leaf, TimeoutError):  # before OSError: TimeoutError is one
+            return UsageError(f"no answer from {where} within {args.timeout:g} s (--timeout)")
         if isinstance(leaf, UsageError | OSError | KeyboardInterrupt):
             return leaf
-        if isinstance(leaf, TimeoutError):
-            return UsageError(f"no answer from the server within {CONNECT_TIMEOUT:.0f} s")
+        if isinstance(leaf, httpx2.HTTPStatusError):
+            return UsageError(f"{where} answered HTTP {leaf.response.status_code}: not an MCP endpoint")
+        if isinstance(leaf, httpx2.HTTPError):
+            return UsageError(f"cannot reach {where} ({type(leaf).__name__})")
+        if isinstance(leaf, MCPError) and not connected and leaf.error.code == CONNECTION_CLOSED:
+            return UsageError(
+                f"{where} closed the connection without answering initialize: not an MCP server, or it failed to "
+                "start (-v shows its stderr)"
+            )
         if isinstance(leaf, MCPError):
             return UsageError(f"the server failed: {leaf.error.message}")
     return exc

@@ -10,9 +10,9 @@ a block ``{v, alg, kid, aud, iat, exp, nonce, [irt], sig}``. The signature cover
 ``"mcps.v1.message\\n" ‖ JCS(M')`` where ``M'`` is the whole message with the block present minus its ``sig``,
 and minus the hop-added members ``mcps/via`` and ``mcps/grant`` of the same container.
 
-This module is pure: no I/O, an explicit ``now``. :func:`authenticate` performs steps 3–8 of the verification
-order and returns an :class:`AuthenticatedMessage`; recording the nonce (step 9) is the job of
-:class:`mcps.verifier.MessageVerifier`, which is what applications use.
+This module is pure: no I/O, an explicit ``now``. The private ``_authenticate`` performs steps 3–8 of the
+verification order and skips the nonce (step 9) and revocation (step 10): it is not public, because a message it
+accepts may be a replay. Applications use :class:`mcps.verifier.MessageVerifier`, which runs every step.
 """
 
 from __future__ import annotations
@@ -39,12 +39,10 @@ __all__ = [
     "SIGNATURE_CONTEXT",
     "SIG_KEY",
     "VIA_KEY",
-    "AuthenticatedMessage",
     "KeyResolver",
     "MessageKind",
     "PinnedKeys",
     "SignatureBlock",
-    "authenticate",
     "block_container",
     "copy_with_container",
     "message_kind",
@@ -347,7 +345,7 @@ class PinnedKeys:
 
 
 @dataclass(frozen=True, slots=True)
-class AuthenticatedMessage:
+class _AuthenticatedMessage:
     """Signature, time window and audience verified; the nonce is **not yet** recorded (no replay check)."""
 
     message: dict[str, Any]
@@ -356,7 +354,7 @@ class AuthenticatedMessage:
     key: PublicKey
 
 
-def authenticate(
+def _authenticate(
     message: dict[str, Any],
     *,
     audience: str,
@@ -364,7 +362,7 @@ def authenticate(
     now: float,
     skew: int = DEFAULT_SKEW,
     in_reply_to: str | None = None,
-) -> AuthenticatedMessage:
+) -> _AuthenticatedMessage:
     """Steps 3–8 of SPEC.md §5 on a strictly parsed message. Raises :class:`McpsError`; never returns a bool.
 
     ``in_reply_to`` is the ``sig`` of the request this message answers; it is required for results and errors.
@@ -400,4 +398,4 @@ def authenticate(
     # 8. Signature over the canonical form, never over the bytes as received. ``sig`` is canonical base64url of
     # 64 bytes (checked by SignatureBlock.parse), so it decodes as is.
     key.verify(base64.urlsafe_b64decode(block.sig + "=="), _signing_input(message, kind))
-    return AuthenticatedMessage(message, kind, block, key)
+    return _AuthenticatedMessage(message, kind, block, key)
