@@ -259,7 +259,7 @@ class RulePolicy:
                 return denied
         decision = Decision.allow((*path, *(limit.rule for limit in limits), *(ref.id for ref in hooks)))
         if trace is not None:
-            trace.append(Step(decision.rules[-1], "decision", "allow"))
+            trace.append(Step(path[-1], "decision", "allow"))
         return decision
 
     async def _take(
