@@ -129,6 +129,10 @@ class _Server:
         self.exact = {rule.match: rule for rule in rules.tools if not rule.is_glob}
         self.globs = [(re.compile(translate(rule.match)).match, rule) for rule in rules.tools if rule.is_glob]
         self._cache: dict[str, ToolRule | None] = {}
+        # What a call under each rule (None: the default) counts and runs, worked out once.
+        self.plans: dict[str | None, _Plan] = {
+            rule.id if rule is not None else None: _Plan.of(rules, rule) for rule in (None, *rules.tools)
+        }
 
     def rule_for(self, tool: str) -> ToolRule | None:
         try:
@@ -144,7 +148,7 @@ class _Server:
         return rule
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Limit:
     """Why a charge would be refused: its rule, code, reason and detail."""
 
@@ -152,6 +156,21 @@ class _Limit:
     code: ErrorCode
     reason: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The rates (server's, then the rule's) with their refusals, and the hooks, for calls under one rule."""
+
+    rates: tuple[RateLimit, ...]
+    limits: tuple[_Limit, ...]
+    hooks: tuple[HookRef, ...]
+
+    @classmethod
+    def of(cls, server: ServerRules, rule: ToolRule | None) -> _Plan:
+        rates = (*server.rates, *(rule.rates if rule is not None else ()))
+        limits = tuple(_Limit(rate.id, ErrorCode.RATE_LIMITED, Reason.RATE.value, rate.text) for rate in rates)
+        return cls(rates, limits, (*server.hooks, *(rule.hooks if rule is not None else ())))
 
 
 class RulePolicy:
@@ -229,11 +248,9 @@ class RulePolicy:
                 denial = Decision.deny(ErrorCode.POLICY_DENIED, Reason.CONDITION, failed, (*path, f"{owner}#when"))
                 return _traced(trace, denial, "when", condition.source)
             _pass(trace, f"{owner}#when", "when", condition.source)
-        charges: list[Charge] = []
-        limits: list[_Limit] = []
-        for limit in (*server.rates, *(rule.rates if rule else ())):
-            charges.append(limit.charge(call))
-            limits.append(_Limit(limit.id, ErrorCode.RATE_LIMITED, Reason.RATE.value, limit.text))
+        plan = found.plans[rule.id if rule is not None else None]
+        charges: list[Charge] = [rate.charge(call) for rate in plan.rates]
+        limits: list[_Limit] = list(plan.limits)
         if rule is not None and rule.spend is not None:
             verdict = rule.spend.assess(call)
             if verdict.code is not None:
@@ -243,7 +260,7 @@ class RulePolicy:
             if verdict.charge is not None:
                 charges.append(verdict.charge)
                 limits.append(_Limit(verdict.rule, ErrorCode.POLICY_DENIED, verdict.reason, verdict.detail))
-        hooks = (*server.hooks, *(rule.hooks if rule else ()))
+        hooks = plan.hooks
         if charges and (hooks or not commit):
             denied = await self._take(charges, limits, now, path, trace, commit=False)
             if denied is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
@@ -41,10 +41,13 @@ class Per(enum.Enum):
     AGENT_TOOL = "agent-tool"
 
 
-def counter_key(*parts: str) -> str:
-    """An unambiguous counter key: each part length-prefixed (agent ids and tool names may hold any character);
-    a key longer than 512 characters is replaced by its SHA-256."""
-    key = "|".join(f"{len(part)}:{part}" for part in parts)
+def counter_key(prefix: str, *parts: str) -> str:
+    """An unambiguous counter key: ``prefix`` (fixed by the policy) then each part length-prefixed (agent ids and
+    tool names may hold any character); a key longer than 512 characters is replaced by its SHA-256."""
+    if len(parts) == 1:
+        key = f"{prefix}|{len(parts[0])}:{parts[0]}"
+    else:
+        key = prefix + "".join([f"|{len(part)}:{part}" for part in parts])
     if len(key) <= _MAX_KEY:
         return key
     import hashlib  # noqa: PLC0415 - rare path
@@ -60,17 +63,27 @@ class RateLimit:
     seconds: int
     burst: int
     per: Per
+    _prefix: str = field(init=False, repr=False, compare=False)
+    _by_agent: bool = field(init=False, repr=False, compare=False)
+    _by_tool: bool = field(init=False, repr=False, compare=False)
+    _per_second: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        TokenBucket("check", self.burst, self.count / self.seconds)  # validates once, at load
+        object.__setattr__(self, "_prefix", f"rate|{len(self.id)}:{self.id}|{self.per.value}")
+        object.__setattr__(self, "_by_agent", self.per in (Per.AGENT, Per.AGENT_TOOL))
+        object.__setattr__(self, "_by_tool", self.per in (Per.TOOL, Per.AGENT_TOOL))
+        object.__setattr__(self, "_per_second", self.count / self.seconds)
 
     def charge(self, call: CallContext) -> TokenBucket:
-        if self.per is Per.RULE:
-            key = counter_key("rate", self.id)
-        elif self.per is Per.AGENT:
-            key = counter_key("rate", self.id, call.caller.identity)
-        elif self.per is Per.TOOL:
-            key = counter_key("rate", self.id, call.tool or "")
+        if self._by_agent:
+            if self._by_tool:
+                key = counter_key(self._prefix, call.caller.identity, call.tool or "")
+            else:
+                key = counter_key(self._prefix, call.caller.identity)
         else:
-            key = counter_key("rate", self.id, call.caller.identity, call.tool or "")
-        return TokenBucket(key, self.burst, self.count / self.seconds)
+            key = counter_key(self._prefix, call.tool or "") if self._by_tool else self._prefix
+        return TokenBucket(key, self.burst, self._per_second)
 
 
 def parse_rate(rule_id: str, text: str) -> RateLimit:
@@ -109,6 +122,18 @@ class SpendVerdict:
 
 
 @dataclass(frozen=True, slots=True)
+class _Plan:
+    """A tier's rule ids, reasons and daily cap in counted units, worked out once at load."""
+
+    tier: SpendTier
+    id: str
+    per_call_reason: str
+    per_day_reason: str
+    per_day_detail: str
+    per_day_units: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class SpendLimit:
     id: str
     amount_arg: str
@@ -117,6 +142,29 @@ class SpendLimit:
     decimals: int
     tiers: tuple[SpendTier, ...]
     """Sorted by level, ascending."""
+    _plans: tuple[_Plan | None, ...] = field(init=False, repr=False, compare=False)
+    _prefix: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        label = f" {self.currency}" if self.currency else ""
+        plans: list[_Plan | None] = []
+        for level in range(5):
+            tier = self.tier_for(level)
+            if tier is None:
+                plans.append(None)
+                continue
+            plans.append(
+                _Plan(
+                    tier,
+                    f"{self.id}.L{tier.level}",
+                    f"{Reason.SPEND_PER_CALL.value} (L{tier.level} tier)",
+                    f"{Reason.SPEND_PER_DAY.value} (L{tier.level} tier)",
+                    f"today's total plus this amount would exceed the daily cap {tier.per_day}{label}",
+                    self.units(tier.per_day) if tier.per_day is not None else None,
+                )
+            )
+        object.__setattr__(self, "_plans", tuple(plans))
+        object.__setattr__(self, "_prefix", f"spend|{len(self.id)}:{self.id}")
 
     def tier_for(self, level: int) -> SpendTier | None:
         chosen = None
@@ -134,13 +182,13 @@ class SpendLimit:
 
     def assess(self, call: CallContext) -> SpendVerdict:
         level = int(call.caller.level)
-        tier = self.tier_for(level)
-        if tier is None:
+        plan = self._plans[level]
+        if plan is None:
             return SpendVerdict(
                 f"{self.id}.tiers", "", ErrorCode.INSUFFICIENT_TRUST, Reason.SPEND_LEVEL.value,
                 f"no spend tier at or below L{level}",
             )  # fmt: skip
-        tier_id = f"{self.id}.L{tier.level}"
+        tier, tier_id = plan.tier, plan.id
         problem = self._currency_problem(call)
         amount = _amount(call.arguments.get(self.amount_arg))
         if problem is None and amount is None:
@@ -151,21 +199,16 @@ class SpendLimit:
             units = self.units(amount)
         except ValueError as exc:
             return SpendVerdict(tier_id, tier_id, ErrorCode.POLICY_DENIED, Reason.SPEND_AMOUNT.value, str(exc))
-        label = f" {self.currency}" if self.currency else ""
         if tier.per_call is not None and amount > tier.per_call:
-            reason = f"{Reason.SPEND_PER_CALL.value} (L{tier.level} tier)"
+            label = f" {self.currency}" if self.currency else ""
             detail = f"amount {amount}{label} > per-call cap {tier.per_call}{label}"
-            return SpendVerdict(f"{tier_id}.per_call", tier_id, ErrorCode.POLICY_DENIED, reason, detail)
-        if tier.per_day is None:
+            return SpendVerdict(f"{tier_id}.per_call", tier_id, ErrorCode.POLICY_DENIED, plan.per_call_reason, detail)
+        if plan.per_day_units is None:
             return SpendVerdict(tier_id, tier_id)
-        key = counter_key("spend", self.id, call.caller.identity)
-        return SpendVerdict(
-            f"{tier_id}.per_day",
-            tier_id,
-            reason=f"{Reason.SPEND_PER_DAY.value} (L{tier.level} tier)",  # if the charge does not fit
-            detail=f"today's total plus {amount}{label} would exceed the daily cap {tier.per_day}{label}",
-            charge=WindowSum(key, self.units(tier.per_day), DAY, units),
-        )
+        key = counter_key(self._prefix, call.caller.identity)
+        charge = WindowSum(key, plan.per_day_units, DAY, units)
+        # The reason and detail are used only if the charge does not fit.
+        return SpendVerdict(f"{tier_id}.per_day", tier_id, None, plan.per_day_reason, plan.per_day_detail, charge)
 
     def _currency_problem(self, call: CallContext) -> str | None:
         if self.currency_arg is None:
