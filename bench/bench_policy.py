@@ -145,8 +145,6 @@ async def verify_timing() -> tuple[float, float, float]:
 
 
 async def run() -> int:
-    import cel_expr_python  # noqa: PLC0415, F401 - for the version line
-
     from importlib.metadata import version  # noqa: PLC0415
 
     print(f"# mcps policy benchmark — {time.strftime('%Y-%m-%d %H:%M:%S')}")
