@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mcps.cli.output import EXIT_OK, EXIT_REFUSED, UsageError, print_json, stderr
+from mcps.cli.output import EXIT_OK, EXIT_REFUSED, UsageError, print_error, print_json, stderr
 from mcps.identity.levels import TrustLevel
 from mcps.policy import CallContext, Decision, PolicyFile, Principal
 from mcps.policy.engine import ServerRules, ToolRule
@@ -208,6 +208,8 @@ def _explain(args: argparse.Namespace) -> int:
     _print_steps(explanation.steps)
     decision = explanation.decision
     print_json(_summary(decision))
+    if decision.code is not None:
+        print_error(f"{decision.code.mcps}: {decision.reason}")
     return EXIT_OK if decision.allowed else EXIT_REFUSED
 
 
