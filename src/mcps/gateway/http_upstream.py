@@ -188,6 +188,7 @@ class HttpUpstreamApp:
         self._host = parts.netloc
         self._where = f"{parts.scheme}://{parts.netloc}{parts.path}"  # for logs: no query (it may hold secrets)
         self._client: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def aclose(self) -> None:
         """Close the pooled connections. The next exchange opens a new pool."""
@@ -263,7 +264,8 @@ class HttpUpstreamApp:
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client.closed or self._client.loop is not loop:
+        if self._client is None or self._client.closed or self._loop is not loop:
+            self._loop = loop
             connector = aiohttp.TCPConnector(
                 limit=self.max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
             )
