@@ -172,11 +172,12 @@ async def drive(
     headers: list[tuple[bytes, bytes]] | None = None,
     body: bytes = b"{}",
     disconnect_after: int | None = None,
+    leave: anyio.Event | None = None,
 ) -> Driven:
-    """Run one exchange through ``app`` in process. With ``disconnect_after``, the client disconnects once that
-    many body messages have been sent."""
+    """Run one exchange through ``app`` in process. The client disconnects once ``disconnect_after`` body
+    messages have been sent, or when ``leave`` is set."""
     sent: list[Message] = []
-    disconnected = anyio.Event()
+    disconnected = leave or anyio.Event()
     requested = False
 
     async def receive() -> Message:

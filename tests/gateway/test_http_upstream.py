@@ -148,6 +148,7 @@ RESPONSE_HEADERS = [
     (b"keep-alive", b"timeout=5"),
     (b"connection", b"x-upstream-hop"),
     (b"x-upstream-hop", b"1"),
+    (b"server", b"upstream-server/1.0"),
 ]
 REQUEST_HEADERS = {
     "Content-Type": "application/json",
@@ -222,6 +223,8 @@ async def test_response_headers_pass_except_hop_by_hop_cookies_challenges_and_a_
         assert headers[name] == dict(RESPONSE_HEADERS)[name.encode()].decode()
     for name in ("set-cookie", "www-authenticate", "x-mcps-upstream-error", "keep-alive", "x-upstream-hop"):
         assert name not in headers
+    assert headers.get_list("server") == ["uvicorn"]  # the front's own, not the upstream's as well
+    assert len(headers.get_list("date")) == 1
     assert int(headers["content-length"]) == len(response.content)
 
 
@@ -309,6 +312,20 @@ async def test_keep_alive_connection_is_reused() -> None:
                 assert (await http.post(url, content=b"{}")).status_code == 200
     assert len(peers) == 5
     assert len(set(peers)) == 1
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_response_without_a_body_gets_no_content_length(status: int) -> None:
+    async def empty(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    with anyio.fail_after(TIMEOUT):
+        async with serving(empty) as upstream, proxied(upstream + "/mcp") as url, httpx2.AsyncClient() as http:
+            response = await http.post(url, content=b"{}")
+    assert response.status_code == status
+    assert "content-length" not in response.headers
 
 
 async def test_redirect_is_passed_back_not_followed() -> None:
@@ -581,6 +598,53 @@ async def test_client_disconnect_cancels_the_upstream_exchange_and_frees_its_con
             # ...and give the pool's only slot back
             async with httpx2.AsyncClient() as http:
                 assert (await http.delete(url)).status_code == 200
+
+
+def hanging_upstream(requested: anyio.Event, closed: anyio.Event) -> Any:
+    """Reads the request, answers nothing, and notes when the proxy closes the connection."""
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        requested.set()
+        if await reader.read() == b"":
+            closed.set()
+
+    return hang
+
+
+async def test_client_leaving_before_the_response_closes_the_upstream_connection() -> None:
+    """For 2026-07-28 closing the response is how a client cancels a call: the upstream must see it."""
+    requested, closed, leave = anyio.Event(), anyio.Event(), anyio.Event()
+    with anyio.fail_after(TIMEOUT):
+        async with raw_tcp(hanging_upstream(requested, closed)) as upstream:
+            proxy = HttpUpstreamApp(upstream, call_timeout=TIMEOUT * 2)
+            async with anyio.create_task_group() as tasks:
+                driven: list[Any] = []
+
+                async def call() -> None:
+                    driven.append(await drive(proxy, leave=leave))
+
+                tasks.start_soon(call)
+                await requested.wait()
+                leave.set()
+                await closed.wait()
+            await proxy.aclose()
+    assert driven[0].messages == []  # the client is gone: nothing to answer
+
+
+async def test_cancellation_from_outside_propagates_and_closes_the_upstream_connection() -> None:
+    requested, closed = anyio.Event(), anyio.Event()
+    with anyio.fail_after(TIMEOUT):
+        async with raw_tcp(hanging_upstream(requested, closed)) as upstream:
+            proxy = HttpUpstreamApp(upstream, call_timeout=TIMEOUT * 2)
+            with anyio.CancelScope() as outside:
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(drive, proxy)
+                    await requested.wait()
+                    outside.cancel()
+            await closed.wait()
+            await proxy.aclose()
+    assert outside.cancelled_caught
 
 
 async def test_waiting_for_a_free_connection_counts_in_call_timeout() -> None:

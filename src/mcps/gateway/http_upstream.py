@@ -19,9 +19,10 @@ presented to the gateway authenticates the client to the gateway, and forwarding
 upstream behind the gateway, which could then replay it against the gateway or any other service that accepts
 it. Hop-by-hop headers (RFC 9110 §7.6.1, and any named in ``Connection``) are never forwarded, either way.
 
-Response headers are passed back except hop-by-hop ones, ``Content-Length`` (recomputed), ``Set-Cookie`` (unless
-``cookie`` is forwarded), ``WWW-Authenticate`` (unless ``authorization`` is forwarded) and
-:data:`UPSTREAM_ERROR_HEADER` (only this app may say that). A ``text/event-stream`` body is relayed chunk by chunk
+Response headers are passed back except hop-by-hop ones, ``Content-Length`` (recomputed), ``Date`` and ``Server``
+(the front server sets its own), ``Set-Cookie`` (unless ``cookie`` is forwarded: one pool serves every client),
+``WWW-Authenticate`` (unless ``authorization`` is forwarded: the upstream's challenge is not the client's to
+answer) and :data:`UPSTREAM_ERROR_HEADER` (only this app may say that). A ``text/event-stream`` body is relayed chunk by chunk
 as it arrives (no event is held back); any other body is read whole, bounded by ``max_bytes``, within
 ``call_timeout``, and sent as one ASGI message with its ``Content-Length``.
 
@@ -50,7 +51,6 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
-import anyio
 from starlette.types import Message, Receive, Scope, Send
 from yarl import URL
 
@@ -102,6 +102,8 @@ _HOP_BY_HOP: Final = frozenset(
 )
 _NEVER_FORWARDED: Final = _HOP_BY_HOP | {"host", "content-length", "accept-encoding", UPSTREAM_ERROR_HEADER.decode()}
 _EVENT_STREAM: Final = "text/event-stream"
+_NO_BODY: Final = frozenset({204, 304})
+"""Statuses that carry no body and no ``Content-Length`` (RFC 9110 §8.6)."""
 _READ_ERRORS: Final = (aiohttp.ClientError, OSError)
 """What aiohttp raises when the upstream fails (refused, reset, closed, bad HTTP, incomplete body). Classified here,
 never shown to a peer."""
@@ -179,7 +181,7 @@ class HttpUpstreamApp:
         self.max_bytes = max_bytes
         self.max_connections = max_connections
         self._forwarded = FORWARDED_REQUEST_HEADERS | extra
-        self._dropped_response = _NEVER_FORWARDED - {"host", "accept-encoding"}
+        self._dropped_response = (_NEVER_FORWARDED - {"host", "accept-encoding"}) | {"date", "server"}
         if "cookie" not in extra:
             self._dropped_response |= {"set-cookie"}
         if "authorization" not in extra:
@@ -209,12 +211,19 @@ class HttpUpstreamApp:
         if body is None:
             return
         headers = self._request_headers(scope["headers"])
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
-            try:
-                await self._exchange(scope["method"], headers, body, send)
-            finally:
-                tasks.cancel_scope.cancel()
+        # A client that leaves cancels its exchange (for 2026-07-28 that is how a call is cancelled). Plain asyncio
+        # rather than a task group: this runs for every message, and a task group costs about twice as much.
+        exchange = asyncio.current_task()
+        watcher = asyncio.create_task(_cancel_on_disconnect(receive, exchange))
+        try:
+            await self._exchange(scope["method"], headers, body, send)
+        except asyncio.CancelledError:
+            left = watcher.done() and not watcher.cancelled() and watcher.exception() is None and watcher.result()
+            if exchange is None or not left or exchange.uncancel() > 0:
+                raise  # cancelled from outside, not (only) by the client leaving
+            logger.debug("upstream %s: client left, exchange cancelled", self._where)
+        finally:
+            watcher.cancel()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -282,14 +291,17 @@ class HttpUpstreamApp:
     async def _exchange(self, method: str, headers: list[tuple[str, str]], body: bytes, send: Send) -> None:
         response: aiohttp.ClientResponse | None = None
         try:
-            outcome: bytes | UpstreamFailure | None = UpstreamFailure.TIMEOUT
-            with anyio.move_on_after(self.call_timeout):
-                opened = await self._open(method, headers, body)
-                if isinstance(opened, UpstreamFailure):
-                    outcome = opened
-                else:
-                    response = opened
-                    outcome = await self._head_checked_body(response)
+            outcome: bytes | UpstreamFailure | None
+            try:
+                async with asyncio.timeout(self.call_timeout):
+                    opened = await self._open(method, headers, body)
+                    if isinstance(opened, UpstreamFailure):
+                        outcome = opened
+                    else:
+                        response = opened
+                        outcome = await self._head_checked_body(response)
+            except TimeoutError:
+                outcome = UpstreamFailure.TIMEOUT
             if isinstance(outcome, UpstreamFailure) or response is None:
                 await _fail(send, outcome if isinstance(outcome, UpstreamFailure) else UpstreamFailure.BROKEN)
                 return
@@ -299,7 +311,8 @@ class HttpUpstreamApp:
                 "headers": self._response_headers(response.raw_headers),
             }
             if outcome is not None:  # a whole body
-                start["headers"].append((b"content-length", str(len(outcome)).encode()))
+                if response.status not in _NO_BODY:
+                    start["headers"].append((b"content-length", str(len(outcome)).encode()))
                 await send(start)
                 await send({"type": "http.response.body", "body": outcome, "more_body": False})
                 return
@@ -360,26 +373,29 @@ class HttpUpstreamApp:
         since_newline = 0
         while True:
             try:
-                with anyio.move_on_after(self.read_timeout):
+                async with asyncio.timeout(self.read_timeout):
                     chunk = await response.content.readany()
-                    if not chunk:
-                        return None
-                    last = chunk.rfind(b"\n")
-                    since_newline = since_newline + len(chunk) if last < 0 else len(chunk) - last - 1
-                    if since_newline > self.max_bytes:
-                        return UpstreamFailure.TOO_LARGE
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    continue
+            except TimeoutError:
+                return UpstreamFailure.TIMEOUT
             except _READ_ERRORS as error:
                 logger.warning("upstream %s: stream broke off (%s)", self._where, type(error).__name__)
                 return UpstreamFailure.BROKEN
-            return UpstreamFailure.TIMEOUT
+            if not chunk:
+                return None
+            last = chunk.rfind(b"\n")
+            since_newline = since_newline + len(chunk) if last < 0 else len(chunk) - last - 1
+            if since_newline > self.max_bytes:
+                return UpstreamFailure.TOO_LARGE
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+async def _cancel_on_disconnect(receive: Receive, exchange: asyncio.Task[object] | None) -> bool:
+    """Wait for the client to leave, then cancel ``exchange``; ``True`` once it did."""
     while (await receive())["type"] != "http.disconnect":
         pass
-    scope.cancel()
+    if exchange is not None:
+        exchange.cancel()
+    return True
 
 
 async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
