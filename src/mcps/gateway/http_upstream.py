@@ -22,9 +22,9 @@ it. Hop-by-hop headers (RFC 9110 §7.6.1, and any named in ``Connection``) are n
 Response headers are passed back except hop-by-hop ones, ``Content-Length`` (recomputed), ``Date`` and ``Server``
 (the front server sets its own), ``Set-Cookie`` (unless ``cookie`` is forwarded: one pool serves every client),
 ``WWW-Authenticate`` (unless ``authorization`` is forwarded: the upstream's challenge is not the client's to
-answer) and :data:`UPSTREAM_ERROR_HEADER` (only this app may say that). A ``text/event-stream`` body is relayed chunk by chunk
-as it arrives (no event is held back); any other body is read whole, bounded by ``max_bytes``, within
-``call_timeout``, and sent as one ASGI message with its ``Content-Length``.
+answer) and :data:`UPSTREAM_ERROR_HEADER` (only this app may say that). A ``text/event-stream`` body is relayed
+chunk by chunk as it arrives (no event is held back); any other body is read whole, bounded by ``max_bytes``,
+within ``call_timeout``, and sent as one ASGI message with its ``Content-Length``.
 
 Failures are answered here, quickly, with no body and nothing of the exception's text (see
 :class:`UpstreamFailure`); the contract with the layer above is :data:`UPSTREAM_ERROR_HEADER` on a response this
@@ -36,7 +36,8 @@ Limits: one pool connection per exchange in flight, including each open SSE stre
 stream holds one for its life), so ``max_connections`` bounds concurrent calls plus open streams, and a call
 that waits for a free connection counts that wait in its ``call_timeout``. A POST is never retried (a call must
 not run twice): a keep-alive connection the upstream closes just as a request is sent gives that request a 502
-``unreachable``; idle connections are dropped after :data:`KEEPALIVE_SECONDS` to keep that race rare. A client
+``unreachable`` (aiohttp retries GET, DELETE and OPTIONS once on a new connection); idle connections are dropped
+after :data:`KEEPALIVE_SECONDS` to keep that race rare. A client
 that stops reading holds its connection, while flow control stops reading from the upstream (memory stays
 bounded); bounding slow readers is the front server's job. asyncio only (as uvicorn runs it).
 """
