@@ -17,6 +17,10 @@ Reported per run: calls/s, p50 and p99 latency, the ratio to the direct run of t
 forwarder process spent per call (``/proc/PID/stat`` utime+stime, milliseconds): the number that says what a
 client costs, least disturbed by the three processes sharing two cores.
 
+Candidates (``proxy_servers.py``): ``mcps`` (the product), and bare pass-through forwarders on httpx, httpcore,
+aiohttp and a minimal keep-alive pool of asyncio streams driven by h11. sniffio is installed (the ``dev`` and
+``gateway`` extras declare it), so httpx and httpcore are measured without the failed-import penalty.
+
 Usage: ``python bench/bench_proxy.py [--seconds 4] [--rounds 2] [--candidates mcps,httpx,...]``
 """
 
@@ -40,7 +44,7 @@ from typing import Any
 import aiohttp
 
 HERE = Path(__file__).resolve().parent
-CANDIDATES = ["mcps", "httpx", "httpx-no-sniffio", "httpcore", "aiohttp", "h11"]
+CANDIDATES = ["mcps", "httpx", "httpcore", "aiohttp", "h11"]
 PROTOCOLS = ["2025-11-25", "2026-07-28"]
 CONCURRENCY = [1, 16]
 WARMUP_SECONDS = 0.5

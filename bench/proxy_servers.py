@@ -3,7 +3,7 @@
 Usage::
 
     proxy_servers.py upstream
-    proxy_servers.py proxy NAME UPSTREAM_URL     (NAME: mcps, httpx, httpx-no-sniffio, httpcore, aiohttp, h11)
+    proxy_servers.py proxy NAME UPSTREAM_URL     (NAME: mcps, httpx, httpcore, aiohttp, h11)
 
 Each binds 127.0.0.1 on a free port (a socket made with ``IPPROTO_TCP``, so that asyncio sets ``TCP_NODELAY`` on
 every accepted connection: see the Nagle pitfall in BENCHMARKS.md), prints ``PORT <n>`` and serves with uvicorn
@@ -202,9 +202,6 @@ def make_proxy(name: str, url: str) -> ASGIApp:
         from mcps.gateway.http_upstream import HttpUpstreamApp  # noqa: PLC0415 - only this candidate needs it
 
         return HttpUpstreamApp(url)
-    if name == "httpx-no-sniffio":  # what the notes measured: httpcore retries `import sniffio` on every request
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-        name = "httpx"
     forwarders: dict[str, Any] = {
         "httpx": HttpxForwarder,
         "httpcore": HttpcoreForwarder,
