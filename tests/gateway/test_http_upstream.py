@@ -487,7 +487,6 @@ async def crash_mid_stream(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 
 async def test_stream_that_breaks_mid_way_ends_cleanly_and_says_broken() -> None:
-    proxy = HttpUpstreamApp("http://127.0.0.1:1/mcp")
     with anyio.fail_after(TIMEOUT):
         async with raw_tcp(crash_mid_stream) as upstream:
             proxy = HttpUpstreamApp(upstream)

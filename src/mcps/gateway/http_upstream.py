@@ -30,7 +30,10 @@ Failures are answered here, quickly, with no body and nothing of the exception's
 :class:`UpstreamFailure`); the contract with the layer above is :data:`UPSTREAM_ERROR_HEADER` on a response this
 app produced itself, or :data:`UPSTREAM_ERROR_KEY` on the last body message of a relayed stream that was cut
 short; :func:`failure_of` reads either. A client that disconnects cancels its upstream exchange and the
-connection is closed, not returned to the pool.
+connection is closed, not returned to the pool. For that the app keeps calling ``receive`` after the request body,
+so a layer above must pass ``receive`` on as ASGI servers provide it: after the body, it returns only when the
+client has gone (``http.disconnect``); a ``receive`` that answered ``http.disconnect`` at once would cancel every
+exchange.
 
 Limits: one pool connection per exchange in flight, including each open SSE stream (a 2025-11-25 session's GET
 stream holds one for its life), so ``max_connections`` bounds concurrent calls plus open streams, and a call
@@ -303,6 +306,7 @@ class HttpUpstreamApp:
                         outcome = await self._head_checked_body(response)
             except TimeoutError:
                 outcome = UpstreamFailure.TIMEOUT
+                logger.warning("upstream %s: no response within %s s", self._where, self.call_timeout)
             if isinstance(outcome, UpstreamFailure) or response is None:
                 await _fail(send, outcome if isinstance(outcome, UpstreamFailure) else UpstreamFailure.BROKEN)
                 return
@@ -356,6 +360,7 @@ class HttpUpstreamApp:
     async def _read_whole(self, response: aiohttp.ClientResponse) -> bytes | UpstreamFailure:
         declared = response.content_length
         if declared is not None and declared > self.max_bytes:
+            logger.warning("upstream %s: body of %d bytes declared, over %d", self._where, declared, self.max_bytes)
             return UpstreamFailure.TOO_LARGE
         body = bytearray()
         try:
