@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_session.py
 	$(BIN)/python bench/bench_identity.py
+	$(BIN)/python bench/bench_policy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from mcps.bindings.caller import Caller
 from mcps.bindings.grants import GrantRequirement
+from mcps.bindings.policy import PolicyGate, as_gate
 from mcps.bindings.tools import ToolGuard
 from mcps.core.encoding import is_b64u
 from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, SIG_KEY, KeyResolver, MessageKind, message_kind
@@ -39,6 +40,7 @@ from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
 from mcps.core.tools import sign_tool
 from mcps.identity.passports import parse_passport
 from mcps.identity.resolver import PASSPORT_KEY, PassportResolver, attach_passport
+from mcps.policy import Policy
 from mcps.stores.nonces import NonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
@@ -67,6 +69,8 @@ class ChannelSecurity:
     :class:`~mcps.identity.PassportResolver` (trust anchors, minimum level, revocation) for peers that present
     passports. ``passport`` (and ``chain``) is this end's own passport, attached to every message it signs; its
     ``cnf`` key must be ``key``. ``grants`` makes a server require per-call grants (:mod:`mcps.bindings.grants`).
+    ``policy`` (a :class:`~mcps.policy.Policy` or a :class:`~mcps.bindings.policy.PolicyGate`) decides each verified
+    request and filters ``tools/list`` answers (:mod:`mcps.bindings.policy`).
     """
 
     key: PrivateKey
@@ -76,6 +80,7 @@ class ChannelSecurity:
     passport: str | None = None
     chain: tuple[str, ...] = ()
     grants: GrantRequirement | None = None
+    policy: PolicyGate | Policy | None = None
     limits: Limits = DEFAULT_LIMITS
     lifetime: int = DEFAULT_LIFETIME
     max_skew: int = DEFAULT_SKEW
@@ -85,6 +90,8 @@ class ChannelSecurity:
         if isinstance(self.chain, str) or not all(isinstance(token, str) for token in self.chain):
             raise ValueError("chain must be a sequence of passport tokens (strings)")
         object.__setattr__(self, "chain", tuple(self.chain))
+        if self.policy is not None:
+            object.__setattr__(self, "policy", as_gate(self.policy))
         if self.passport is not None:
             claims = parse_passport(self.passport).claims  # raises McpsError for a malformed passport
             if claims.key.kid != self.key.kid:
@@ -126,6 +133,7 @@ class _Answer:
     sig: str
     audience: str
     method: str
+    caller: Caller | None = None
 
 
 class SecureChannel:
@@ -201,12 +209,15 @@ class SecureChannel:
             if self._security.grants is not None and message["method"] == "tools/call":
                 grant = await self._security.grants.check(message, sender=caller.identity, now=self._security.clock())
                 caller = dataclasses.replace(caller, grant=grant)
+            if self._security.policy is not None:  # MCPS-009, 010, 016 or 030: the handler never runs
+                gate = as_gate(self._security.policy)
+                await gate.check(message, caller, server=self._security.audience, now=self._security.clock())
         except McpsError as error:
             if error.code is ErrorCode.REPLAY:  # the original was (or is being) answered: no second answer
                 return self._drop(error)
             return self._refuse_request(message, error)
         # Answers go to the connection's peer: a server learnt it from this caller, a client knows its server's.
-        self._answers[request_id] = _Answer(verified.sig, self._peer or caller.audience, message["method"])
+        self._answers[request_id] = _Answer(verified.sig, self._peer or caller.audience, message["method"], caller)
         return Inbound(deliver=message, caller=caller)
 
     async def _receive_notification(self, message: dict[str, Any]) -> Inbound:
@@ -301,6 +312,9 @@ class SecureChannel:
                 logger.error("mcps: not sending a response to %r: no verified request with that id", request_id)
                 return None
             if answer.method == "tools/list" and kind is MessageKind.RESULT:
+                if self._security.policy is not None and answer.caller is not None:  # only what this caller may call
+                    gate = as_gate(self._security.policy)
+                    message = gate.filter_listing(message, answer.caller, server=self._security.audience)
                 message = self._sign_tools(message)
             return self._sign(message, audience=answer.audience, in_reply_to=answer.sig)
         if self._peer is None:

@@ -46,6 +46,7 @@ COMMAND_MODULES: Final = (
     "mcps.cli.identity_cmd",
     "mcps.cli.audit_cmd",
     "mcps.cli.pin_cmd",
+    "mcps.cli.policy_cmd",
 )
 """Modules that add commands: each has ``register(subparsers) -> None``. Add one line per command group."""
 

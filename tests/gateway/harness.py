@@ -1,0 +1,137 @@
+"""A gateway for tests: TEST keys, passports, a policy, the example payments server behind it, served on uvicorn.
+
+:func:`write_gateway` writes a complete gateway directory (as an operator would: keys, anchors, passports, a
+policy with levels, scopes, a spend cap and sanctions screening, a sanctions list, ``gateway.toml``) for the plain
+SDK payments server of ``examples/gateway``; :func:`running_gateway` pins the upstream's tools, opens the gateway
+and serves it on 127.0.0.1, yielding its base URL.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcps.core.keys import Algorithm, PrivateKey, jwks, save_private_key
+from mcps.gateway.config import load_config
+from mcps.gateway.runtime import Gateway
+from mcps.gateway.setup import pin_upstreams
+from mcps.identity.passports import issue_passport
+from tests.bindings.http_harness import serving
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "gateway"
+GATEWAY_ID = "urn:mcps:gateway:test"
+PAYMENTS_ID = "urn:example:payments"
+
+POLICY = """\
+mcps_policy = 1
+
+[servers.payments]
+default = "deny"
+min_level = 0
+
+[[servers.payments.tools]]
+match = "get_balance"
+min_level = 0
+
+[[servers.payments.tools]]
+match = "transfer_funds"
+min_level = 2
+scopes_all = ["payments:write"]
+spend = { amount_arg = "amount", currency_arg = "currency", currency = "USD", per_level = { "2" = { per_call = 100, per_day = 500 }, "3" = { per_call = 10000, per_day = 100000 } } }
+hooks = [{ hook = "mcps.policy.sanctions:SanctionsScreen", args = ["counterparty"], list = "sdn.csv", threshold = 90 }]
+
+[[servers.payments.tools]]
+match = "read_file"
+min_level = 1
+scopes_all = ["files:read"]
+"""
+
+SDN = '''36,"AEROCARIBBEAN AIRLINES",-0-,"CUBA",-0-,-0-,-0-,-0-,-0-,-0-,-0-,-0-
+2674,"EVIL CORP HOLDINGS LTD",-0-,"SDGT",-0-,-0-,-0-,-0-,-0-,-0-,-0-,-0-
+'''
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A TEST agent: its key, passport and identity."""
+
+    key: PrivateKey
+    passport: str
+    identity: str
+
+
+@dataclass(frozen=True)
+class GatewayFiles:
+    directory: Path
+    config: Path
+    gateway_key: PrivateKey
+    agents: dict[str, Agent]
+    rug_pull_flag: Path
+
+
+def write_gateway(directory: Path, *, admit_unsigned: bool = True) -> GatewayFiles:
+    """A complete gateway configuration in ``directory`` (TEST keys only)."""
+    gateway_key, issuer = PrivateKey.generate(Algorithm.EDDSA), PrivateKey.generate(Algorithm.ES256)
+    save_private_key(gateway_key, directory / "gateway.pem")
+    anchors = jwks([issuer.public_key])
+    anchors["keys"][0]["mcps_max_tl"] = 3
+    (directory / "anchors.jwks").write_text(json.dumps(anchors), encoding="utf-8")
+    now = time.time()
+    agents = {}
+    for name, level, scopes in (
+        ("payer", 2, ["payments:write", "files:read"]),
+        ("reader", 1, ["files:read"]),
+        ("nobody", 2, []),
+    ):
+        key = PrivateKey.generate(Algorithm.EDDSA)
+        passport = issue_passport(
+            issuer, iss="urn:test:issuer", sub=f"agent-{name}", agent_key=key.public_key, level=level, scopes=scopes, now=now
+        )
+        agents[name] = Agent(key, passport, f"agent-{name}")
+    (directory / "policy.toml").write_text(POLICY, encoding="utf-8")
+    (directory / "sdn.csv").write_text(SDN, encoding="utf-8")
+    data = directory / "data"
+    data.mkdir(exist_ok=True)
+    (data / "hello.txt").write_text("hello from the payments server\n", encoding="utf-8")
+    flag = directory / "rug-pull"
+    command = [sys.executable, str(EXAMPLES / "payments_server.py")]
+    config = f"""\
+[gateway]
+identity = "{GATEWAY_ID}"
+key = "gateway.pem"
+listen = "127.0.0.1:0"
+state_dir = "state"
+policy = "policy.toml"
+admit_unsigned = {"true" if admit_unsigned else "false"}
+
+[agents]
+anchors = ["anchors.jwks"]
+
+[upstreams.payments]
+identity = "{PAYMENTS_ID}"
+command = {json.dumps(command)}
+env = {{ PAYMENTS_DATA = "{data}", PAYMENTS_RUG_PULL = "{flag}" }}
+trust = "unsigned"
+timeout = 20
+"""
+    path = directory / "gateway.toml"
+    path.write_text(config, encoding="utf-8")
+    return GatewayFiles(directory, path, gateway_key, agents, flag)
+
+
+@asynccontextmanager
+async def running_gateway(files: GatewayFiles) -> AsyncIterator[tuple[str, Gateway]]:
+    """Pin the upstream's tools, open the gateway and serve it; yields (base URL, gateway)."""
+    config = load_config(files.config)
+    await pin_upstreams(config, sorted(config.upstreams), False)
+    gateway = await Gateway.open(config)
+    try:
+        async with serving(gateway.front) as url:
+            yield url, gateway
+    finally:
+        await gateway.aclose()
