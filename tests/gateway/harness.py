@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +77,7 @@ class GatewayFiles:
     rug_pull_flag: Path
 
 
-def write_gateway(directory: Path, *, admit_unsigned: bool = True) -> GatewayFiles:
+def write_gateway(directory: Path, *, admit_unsigned: bool = True, upstream_url: str | None = None) -> GatewayFiles:
     """A complete gateway configuration in ``directory`` (TEST keys only)."""
     gateway_key, issuer = PrivateKey.generate(Algorithm.EDDSA), PrivateKey.generate(Algorithm.ES256)
     save_private_key(gateway_key, directory / "gateway.pem")
@@ -114,11 +117,15 @@ anchors = ["anchors.jwks"]
 
 [upstreams.payments]
 identity = "{PAYMENTS_ID}"
-command = {json.dumps(command)}
-env = {{ PAYMENTS_DATA = "{data}", PAYMENTS_RUG_PULL = "{flag}" }}
 trust = "unsigned"
 timeout = 20
 """
+    if upstream_url is None:
+        config += f"""command = {json.dumps(command)}
+env = {{ PAYMENTS_DATA = "{data}", PAYMENTS_RUG_PULL = "{flag}" }}
+"""
+    else:
+        config += f'url = "{upstream_url}"\n'
     path = directory / "gateway.toml"
     path.write_text(config, encoding="utf-8")
     return GatewayFiles(directory, path, gateway_key, agents, flag)
@@ -135,3 +142,38 @@ async def running_gateway(files: GatewayFiles) -> AsyncIterator[tuple[str, Gatew
             yield url, gateway
     finally:
         await gateway.aclose()
+
+
+@contextmanager
+def payments_over_http(directory: Path) -> Iterator[str]:
+    """The payments server over Streamable HTTP on 127.0.0.1 (a subprocess); yields its MCP URL."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = directory / "data"
+    data.mkdir(exist_ok=True)
+    env = {**os.environ, "PAYMENTS_DATA": str(data)}
+    process = subprocess.Popen(  # noqa: S603 - our own example server
+        [sys.executable, str(EXAMPLES / "payments_server.py"), "--http", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the payments server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -8,7 +8,7 @@ the audit log, which must verify.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,15 @@ from mcps.core.errors import ErrorCode
 from mcps.identity.resolver import attach_passport
 from mcps.identity.revocation import RevocationKey
 from mcps.stores.nonces import MemoryNonceStore
-from tests.gateway.harness import GATEWAY_ID, PAYMENTS_ID, Agent, GatewayFiles, running_gateway, write_gateway
+from tests.gateway.harness import (
+    GATEWAY_ID,
+    PAYMENTS_ID,
+    Agent,
+    GatewayFiles,
+    payments_over_http,
+    running_gateway,
+    write_gateway,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -35,9 +43,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def files(tmp_path: Path) -> GatewayFiles:
-    return write_gateway(tmp_path)
+@pytest.fixture(params=["stdio", "http"])
+def files(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GatewayFiles]:
+    """A gateway in front of the payments server, run as a stdio command or reached over Streamable HTTP."""
+    if request.param == "stdio":
+        yield write_gateway(tmp_path)
+        return
+    with payments_over_http(tmp_path) as url:
+        yield write_gateway(tmp_path, upstream_url=url)
 
 
 @pytest.fixture

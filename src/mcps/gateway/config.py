@@ -217,7 +217,7 @@ def load_config(path: str | Path) -> GatewayConfig:
     )  # fmt: skip
     listen = gateway.string("listen", default="127.0.0.1:8787") or ""
     match = _LISTEN.fullmatch(listen)
-    if match is None or not 0 < int(match["port"]) < 65536:
+    if match is None or not 0 <= int(match["port"]) < 65536:
         raise gateway.error("listen", "must be host:port, e.g. 127.0.0.1:8787")
     identity = gateway.string("identity", required=True) or ""
     if len(identity) > 2048:

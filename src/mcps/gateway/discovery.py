@@ -77,7 +77,14 @@ class DiscoveredUpstream:
 
 def read_discovery(token: object, key: PublicKey, *, now: float, skew: int = 30) -> tuple[str, list[DiscoveredUpstream]]:
     """Verify a discovery document with the gateway's pinned key: its identity and upstreams, or MCPS errors."""
-    jws = parse_compact(token, typ=DISCOVERY_TYP, max_bytes=_MAX_BYTES, error=ErrorCode.MALFORMED_JSON)
+    jws = parse_compact(
+        token,
+        typ=DISCOVERY_TYP,
+        max_bytes=_MAX_BYTES,
+        error=ErrorCode.MALFORMED_JSON,
+        too_large=ErrorCode.MESSAGE_TOO_LARGE,
+        bad_signature=ErrorCode.BAD_SIGNATURE,
+    )
     if jws.kid != key.kid:
         raise McpsError(ErrorCode.UNKNOWN_KEY, "discovery document is not signed by the pinned gateway key")
     jws.verify_signature(key)

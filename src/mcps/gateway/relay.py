@@ -38,6 +38,7 @@ from mcps.core.keys import KeyId, PrivateKey
 from mcps.core.strict import Limits
 from mcps.gateway.tools import UpstreamTools
 from mcps.identity.grants import mint_grant
+from mcps.identity.levels import TrustLevel
 from mcps.identity.resolver import PASSPORT_KEY, attach_passport
 from mcps.identity.revocation import RevocationKey, RevocationStore
 from mcps.policy.model import CallContext, Decision, Policy, Principal
@@ -229,7 +230,7 @@ class Relay:
         local = [RevocationKey.local("sub", name), RevocationKey.local("sub", kid)]
         if await self._revocations.is_revoked(local, now=now):  # the kill switch reaches pinned agents too
             raise McpsError(ErrorCode.REVOKED, detail=f"pinned agent {name}")
-        principal = Principal(identity=name, kid=kid, level=pinned.level, scopes=pinned.scopes)
+        principal = Principal(identity=name, kid=kid, level=TrustLevel(pinned.level), scopes=pinned.scopes)
         return Peer(principal, kid, frozenset({kid}))
 
     def _unsigned_peer(self) -> Peer:
@@ -440,7 +441,7 @@ class Relay:
         if not isinstance(claimed_sig, str) or not is_b64u(claimed_sig, max_bytes=64):
             return ClientOutcome(reply=failure, error=error)  # nothing to bind to: an unsigned refusal
         peer = session.peer or Peer(
-            Principal.unsigned(UNSIGNED_IDENTITY), _claimed_address(container or {}, claimed), frozenset()
+            Principal.unsigned(UNSIGNED_IDENTITY), _claimed_address(container or {}, claimed or {}), frozenset()
         )
         return ClientOutcome(reply=self.refusal_for(peer, failure, claimed_sig, made=True), error=error)
 

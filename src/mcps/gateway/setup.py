@@ -23,7 +23,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from mcps.core.envelope import PinnedKeys
 from mcps.core.errors import ErrorCode, McpsError
-from mcps.core.keys import Algorithm, PrivateKey, jwks, load_private_key, load_public_jwk, save_private_key
+from mcps.core.keys import Algorithm, KeyId, PrivateKey, jwks, load_private_key, load_public_jwk, save_private_key
 from mcps.core.tools import Lockfile, ServerPins, ToolStatus, compare_tools, parse_lockfile, pin_hash, removed_tools
 from mcps.gateway.config import GatewayConfig, UpstreamConfig
 from mcps.gateway.runtime import lock_path
@@ -88,7 +88,7 @@ async def _list(client: Client) -> list[dict[str, Any]]:
                     return tools
 
 
-async def _signed_tools(config: GatewayConfig, upstream: UpstreamConfig) -> tuple[list[dict[str, Any]], str | None]:
+async def _signed_tools(config: GatewayConfig, upstream: UpstreamConfig) -> tuple[list[dict[str, Any]], KeyId | None]:
     """A signed upstream's tools, listed as the gateway (its key and identity), signatures verified and kept."""
     from mcps.bindings.channel import ChannelSecurity  # noqa: PLC0415 - only for signed upstreams
     from mcps.bindings.tools import ToolGuard  # noqa: PLC0415
@@ -146,7 +146,7 @@ async def pin_upstreams(config: GatewayConfig, names: Sequence[str], check: bool
             result["removed"] = removed_tools(pins, findings)
         else:
             recorded = {tool["name"]: pin_hash(tool) for tool in tools}
-            lock = lock.with_server(upstream.identity, ServerPins(kid, recorded))  # type: ignore[arg-type]
+            lock = lock.with_server(upstream.identity, ServerPins(kid, recorded))
             result["tools"] = sorted(recorded)
         results.append(result)
     if not check:
