@@ -29,10 +29,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
-from mcp.client._transport import TransportStreams
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 
+from mcps.bindings._sdk import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT, TransportStreams
 from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel
 from mcps.bindings.sse import SseRewriter
 from mcps.bindings.streams import secure_message_streams
@@ -189,7 +188,7 @@ async def signed_streamable_http_client(
 ) -> AsyncIterator[TransportStreams]:
     """Talk to the MCP server at ``url`` over Streamable HTTP, every message strictly parsed, verified and signed.
 
-    ``headers``, ``timeout`` and ``auth`` configure the HTTP client as in ``mcp.shared._httpx_utils``
+    ``headers``, ``timeout`` and ``auth`` configure the HTTP client as the SDK's own HTTP client does
     (defaults: 30 s, 300 s to read a stream); ``tools`` pins the server's tool definitions (from ``mcps.lock``),
     by default for this connection only (:meth:`~mcps.bindings.tools.ToolGuard.session_pins`).
     """

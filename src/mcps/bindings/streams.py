@@ -28,7 +28,6 @@ from types import TracebackType
 from typing import Any, Final
 
 import anyio
-from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import (
@@ -42,6 +41,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
+from mcps.bindings._sdk import ReadStream, WriteStream
 from mcps.bindings.caller import context_for
 from mcps.bindings.channel import Inbound, SecureChannel
 from mcps.core.errors import ErrorCode, McpsError

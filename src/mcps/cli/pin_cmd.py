@@ -25,10 +25,10 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
+from mcps.bindings._sdk import TransportStreams
 from mcps.bindings.channel import ChannelSecurity
 from mcps.bindings.mcp_client import signed_stdio_client
 from mcps.bindings.tools import ToolGuard, ToolReport, load_lockfile, save_lockfile
