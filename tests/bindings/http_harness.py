@@ -26,6 +26,14 @@ from mcps.identity.grants import mint_grant
 from mcps.identity.passports import parse_passport
 
 STARTUP_TIMEOUT = 10
+BAD_FRAMES = [
+    rb'{"jsonrpc":"2.0","id":"\ud800","method":"ping"}',
+    b'{"jsonrpc":"2.0","id":18446744073709551617,"method":"ping"}',
+    b'{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}',
+    b'{"jsonrpc":"2.0","id":1e400,"method":"ping"}',
+]
+"""Unsigned frames whose id cannot be echoed (issue 9 §1.1), with the codes they are refused with."""
+BAD_FRAME_CODES = ["MCPS-022", "MCPS-021", "MCPS-020", "MCPS-021"]
 
 
 def signed_app(
@@ -126,7 +134,10 @@ class Relay:
     (a key) and adds a per-call grant for exactly the call; and, on ``tools/list`` results, with the server's own
     key (``server_key``) to re-sign the message: ``rewrite-description-signed`` (tool "safe" rewritten, the
     tool's signature no longer verifies), ``rewrite-description-resigned-tool`` (tool re-signed too: only the pin
-    catches it), ``rename-tool-resigned-tool`` ("safe" renamed "safe_v2", re-signed). ``replayed`` holds
+    catches it), ``rename-tool-resigned-tool`` ("safe" renamed "safe_v2", re-signed). ``inject-bad-frames``:
+    each of :data:`BAD_FRAMES` posted to the server before each call (its answers kept in ``injected``), and the
+    first call's response preceded by them as SSE events, or, for a JSON body, replaced by the first of them.
+    ``replayed`` holds
     (status, messages) of what the server answered a replay.
     """
 
@@ -144,6 +155,7 @@ class Relay:
         self.server_key = server_key
         self.attacker = PrivateKey.generate()
         self.replayed: list[tuple[int, list[dict[str, Any]]]] = []
+        self.injected: list[tuple[int, list[dict[str, Any]]]] = []
         self._first_response: tuple[Any, bytes] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,6 +183,10 @@ class Relay:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
+            if is_call and self.mode == "inject-bad-frames":
+                for frame in BAD_FRAMES:
+                    bad = await client.post(url, content=frame, headers=headers)
+                    self.injected.append((bad.status_code, _messages(bad.content, bad.headers.get("content-type", ""))))
             response = await client.request(scope["method"], url, content=body, headers=headers)
             if is_call and self.mode == "replay-request":
                 again = await client.request(scope["method"], url, content=body, headers=headers)
@@ -215,6 +231,13 @@ class Relay:
         return json.dumps(message).encode()
 
     def _to_agent(self, request_id: Any, body: bytes, content_type: str) -> bytes:
+        if self.mode == "inject-bad-frames":
+            if self._first_response is not None:
+                return body
+            self._first_response = (content_type, body)
+            if content_type.startswith("text/event-stream"):
+                return b"".join(b"data: " + frame + b"\r\n\r\n" for frame in BAD_FRAMES) + body
+            return BAD_FRAMES[0]
         if self.mode == "replay-response":
             if self._first_response is None:
                 self._first_response = (content_type, body)

@@ -16,14 +16,22 @@ Every inbound message becomes exactly one :class:`Inbound` decision:
 * nothing — a refused notification, or a response to nothing outstanding: dropped and logged.
 
 Refusals are logged on the ``mcps.bindings`` logger at WARNING with their code; the detail stays local.
+
+Deciding is total (SPEC.md §9.1): :meth:`SecureChannel.receive_raw` and :meth:`SecureChannel.receive` return a
+decision for every input and raise nothing. A refusal echoes the request's ``id`` only when it can be echoed in a
+signed message (:func:`echoable_id`), else ``null``; the members a refusal is addressed and bound with, read from
+a message that failed, are each checked before use; and a defect of this module is logged and the message
+dropped, never raised into the transport's reader.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -35,14 +43,14 @@ from mcps.core.encoding import is_b64u
 from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, SIG_KEY, KeyResolver, MessageKind, message_kind
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PrivateKey
-from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
+from mcps.core.strict import DEFAULT_LIMITS, MAX_SAFE_INTEGER, Limits, parse_message
 from mcps.core.tools import sign_tool
 from mcps.identity.passports import parse_passport
 from mcps.identity.resolver import PASSPORT_KEY, PassportResolver, attach_passport
 from mcps.stores.nonces import NonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
-__all__ = ["ChannelSecurity", "Inbound", "SecureChannel"]
+__all__ = ["ChannelSecurity", "Inbound", "SecureChannel", "echoable_id"]
 
 logger = logging.getLogger("mcps.bindings")
 
@@ -168,15 +176,23 @@ class SecureChannel:
     # --- inbound ------------------------------------------------------------------------------------------------
 
     async def receive_raw(self, raw: bytes) -> Inbound:
-        """Decide on one frame as received: size and strict parse first, so the SDK never parses refused bytes."""
+        """Decide on one frame as received: size and strict parse first, so the SDK never parses refused bytes.
+
+        Total: every frame gets a decision; nothing is raised."""
         try:
             message = parse_message(raw, self._security.limits)
         except McpsError as error:
-            return self._refuse_unparsed(raw, error)
+            return _total(functools.partial(self._refuse_unparsed, raw, error))
         return await self.receive(message)
 
     async def receive(self, message: dict[str, Any]) -> Inbound:
-        """Decide on one strictly parsed message."""
+        """Decide on one message (strictly parsed, or as an SDK transport parsed it). Total: nothing is raised."""
+        try:
+            return await self._decide(message)
+        except Exception:  # noqa: BLE001 - a reader is total: a defect here must not end the connection
+            return _internal_error()
+
+    async def _decide(self, message: dict[str, Any]) -> Inbound:
         try:
             kind = message_kind(message)
         except McpsError as error:
@@ -192,7 +208,7 @@ class SecureChannel:
         if request_id in self._answers:
             # The request holding this id gets its answer; a second answer for one id would break JSON-RPC and
             # could race the real one, so the newcomer (typically a replay) is dropped, not answered.
-            return self._drop(McpsError(ErrorCode.REPLAY, detail=f"request id {request_id!r} already in flight"))
+            return self._drop(McpsError(ErrorCode.REPLAY, detail=f"request id {_shown(request_id)} already in flight"))
         try:
             if len(self._answers) >= MAX_OUTSTANDING:
                 raise McpsError(ErrorCode.RATE_LIMITED, detail="too many requests in flight")
@@ -227,7 +243,8 @@ class SecureChannel:
         request_id = message.get("id")
         request_sig = self._awaiting.pop(request_id, None) if isinstance(request_id, str | int) else None
         if request_sig is None:
-            return self._drop(McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {request_id!r} awaiting"))
+            orphan = McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {_shown(request_id)} awaiting")
+            return self._drop(orphan)
         listing = request_id in self._listings
         self._listings.discard(request_id)
         try:
@@ -257,24 +274,20 @@ class SecureChannel:
     # --- refusals -----------------------------------------------------------------------------------------------
 
     def _refuse_unparsed(self, raw: bytes, error: McpsError) -> Inbound:
-        """A frame that failed the strict parse. Its id (and sig, for ``irt``) are read leniently only to address
-        the refusal; nothing else in it is used, and it never reaches the SDK."""
-        if len(raw) > self._security.limits.max_bytes:
-            salvaged: dict[str, Any] = {}
-        else:
-            try:
-                salvaged = json.loads(raw)
-            except (ValueError, RecursionError):
-                salvaged = {}
-        if not isinstance(salvaged, dict):
-            salvaged = {}
+        """A frame that failed the strict parse. Its id, sig, kid and passport are read leniently
+        (:func:`_salvage`) only to address the refusal; nothing else in it is used, and it never reaches the SDK."""
+        salvaged = _salvage(raw) if len(raw) <= self._security.limits.max_bytes else {}
         return self._refuse_request(salvaged, error) if _looks_like_request(salvaged) else self._drop(error)
 
     def _refuse_request(self, message: dict[str, Any], error: McpsError) -> Inbound:
-        request_id = message.get("id")
-        _log_refusal(error, "request", request_id)
-        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
-            request_id = None
+        """A signed refusal of ``message``: total for any ``message`` (SPEC.md §9.1).
+
+        Each member used is checked first: the id is echoed only when :func:`echoable_id` allows, the claimed
+        ``sig`` binds the refusal only when it is well-formed, and the audience is the verified peer or an
+        identity checked by :func:`_claimed_identity`. So the refusal is always I-JSON and signing it cannot fail.
+        """
+        request_id = echoable_id(message.get("id"))
+        _log_refusal(error, "request", message.get("id"))
         meta = _claimed_meta(message)
         claimed = meta.get(SIG_KEY)
         claimed = claimed if isinstance(claimed, dict) else {}
@@ -347,9 +360,81 @@ class SecureChannel:
         return {**message, "result": {**result, "tools": signed}}
 
 
+def echoable_id(value: object) -> str | int | None:
+    """``value`` when a signed refusal can echo it as a JSON-RPC id, else ``None`` (SPEC.md §9.1).
+
+    Echoable: a string without lone surrogates, or an integer (not a boolean) within ±(2^53−1) — what the
+    canonical form (RFC 8785) can write. Anything else (a float, ``true``, an object, a huge integer, a string with
+    a lone surrogate, an id member that appeared twice) is answered with ``null``, as JSON-RPC 2.0 does for an id
+    that cannot be determined.
+    """
+    if type(value) is int:
+        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else None
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return value
+    return None
+
+
 def _looks_like_request(message: dict[str, Any]) -> bool:
-    request_id = message.get("id")
-    return "method" in message and isinstance(request_id, str | int) and not isinstance(request_id, bool)
+    """Answered with a refusal: it has ``method`` and an ``id`` member (whatever their values)."""
+    return "method" in message and "id" in message
+
+
+class _Unreadable:
+    """A member of a refused frame that the lenient reading could not read unambiguously (used for nothing)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unreadable>"
+
+
+_UNREADABLE: Final = _Unreadable()
+
+
+def _unambiguous(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    counts = Counter(name for name, _ in pairs)
+    return {name: value if counts[name] == 1 else _UNREADABLE for name, value in pairs}
+
+
+def _lenient_integer(text: str) -> int | _Unreadable:
+    if len(text) > 17:  # longer than any safe integer; int() of a huge literal is slow or refused
+        return _UNREADABLE
+    number = int(text)
+    return number if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else _UNREADABLE
+
+
+def _lenient_float(text: str) -> float | _Unreadable:
+    return _UNREADABLE if len(text) > 64 else float(text)
+
+
+def _lenient_constant(_name: str) -> _Unreadable:
+    return _UNREADABLE
+
+
+_LENIENT: Final = json.JSONDecoder(
+    object_pairs_hook=_unambiguous,
+    parse_int=_lenient_integer,
+    parse_float=_lenient_float,
+    parse_constant=_lenient_constant,
+)
+
+
+def _salvage(raw: bytes) -> dict[str, Any]:
+    """A frame that failed the strict parse, read leniently to address its refusal, or ``{}`` when unreadable.
+
+    A member that appears twice in an object is unreadable, as are unsafe integers and ``NaN``; every value read
+    here is still checked where it is used (:func:`echoable_id`, :func:`is_b64u`, :func:`_claimed_identity`).
+    """
+    try:
+        salvaged = _LENIENT.decode(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8 (a ValueError too), not JSON, or absurdly deep
+        return {}
+    return salvaged if isinstance(salvaged, dict) else {}
 
 
 def _claimed_meta(message: dict[str, Any]) -> dict[str, Any]:
@@ -371,5 +456,24 @@ def _claimed_identity(passport: object, kid: object) -> str:
     return UNKNOWN_PEER
 
 
+def _shown(request_id: object) -> str:
+    """An id for a log line: at most 64 characters of its ``repr`` (ids come from peers)."""
+    shown = repr(request_id)
+    return shown if len(shown) <= 64 else shown[:60] + "...'"
+
+
 def _log_refusal(error: McpsError, what: str, request_id: object) -> None:
-    logger.warning("mcps refused %s id=%r: %s", what, request_id, error.diagnostics())
+    logger.warning("mcps refused %s id=%s: %s", what, _shown(request_id), error.diagnostics())
+
+
+def _internal_error() -> Inbound:
+    """A defect of the binding while deciding on a message: logged with its traceback (locally), message dropped."""
+    logger.error("mcps: internal error while checking an inbound message; dropped", exc_info=True)
+    return _DROP
+
+
+def _total(decide: Callable[[], Inbound]) -> Inbound:
+    try:
+        return decide()
+    except Exception:  # noqa: BLE001 - a reader is total: a defect here must not end the connection
+        return _internal_error()

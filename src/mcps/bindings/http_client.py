@@ -118,7 +118,7 @@ class StrictResponses(httpx2.AsyncBaseTransport):
         logger.warning("mcps refused a response body from the server: %s", error.diagnostics())
         if request_id is None:
             return b""
-        self._refused[request_id] = error
+        self._refused.setdefault(request_id, error)  # the first refusal is the one the request fails with
         local = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
         return json.dumps(local, separators=(",", ":")).encode("ascii")
 
