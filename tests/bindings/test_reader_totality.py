@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp_types import INVALID_REQUEST
 
-from mcps import ErrorCode, MemoryNonceStore, PinnedKeys, PrivateKey
+from mcps import ErrorCode, McpsError, MemoryNonceStore, PinnedKeys, PrivateKey
 from mcps.bindings import ChannelSecurity, SecureChannel, streams
 from mcps.bindings.channel import UNKNOWN_PEER, Inbound, echoable_id
 from mcps.bindings.sse import SseRewriter
@@ -352,3 +352,16 @@ async def test_defect_in_the_channel_drops_the_message_and_is_logged(
     monkeypatch.setattr(channel, "_refuse_unparsed", defect)
     assert await channel.receive_raw(b'{"id":1,"id":2}') == Inbound()
     assert [record.levelname for record in caplog.records if "internal error" in record.message] == ["ERROR"] * 2
+
+
+async def test_unreadable_response_fails_its_waiting_request_instead_of_leaving_it_waiting() -> None:
+    client = client_channel()
+    request = client.send({"jsonrpc": "2.0", "id": 5, "method": "ping"})
+    assert request is not None
+    decision = await client.receive_raw(b'{"jsonrpc":"2.0","id":5,"result":{"a":1,"a":2}}')
+    assert decision.deliver == {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "error": McpsError(ErrorCode.DUPLICATE_KEY).to_jsonrpc_error(),
+    }
+    assert await client.receive_raw(b'{"jsonrpc":"2.0","id":5,"result":{"a":1,"a":2}}') == Inbound()  # once

@@ -277,7 +277,15 @@ class SecureChannel:
         """A frame that failed the strict parse. Its id, sig, kid and passport are read leniently
         (:func:`_salvage`) only to address the refusal; nothing else in it is used, and it never reaches the SDK."""
         salvaged = _salvage(raw) if len(raw) <= self._security.limits.max_bytes else {}
-        return self._refuse_request(salvaged, error) if _looks_like_request(salvaged) else self._drop(error)
+        if _looks_like_request(salvaged):
+            return self._refuse_request(salvaged, error)
+        request_id = echoable_id(salvaged.get("id"))
+        if "method" not in salvaged and request_id is not None and self._awaiting.pop(request_id, None) is not None:
+            # A response to one of our requests that cannot be read: that request fails now, with the code.
+            self._listings.discard(request_id)
+            _log_refusal(error, "response", request_id)
+            return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
+        return self._drop(error)
 
     def _refuse_request(self, message: dict[str, Any], error: McpsError) -> Inbound:
         """A signed refusal of ``message``: total for any ``message`` (SPEC.md §9.1).
