@@ -43,11 +43,13 @@ def signed_app(
     json_response: bool,
     identities: bool = False,
     server_requests: bool = False,
+    numbers: bool = False,
 ) -> ASGIApp:
     """A fresh MCPServer with tools that record every call (and the verified caller), wrapped with mcps.
 
     With ``identities`` each record also holds the caller's identity, level, scopes and grant. With
-    ``server_requests`` a tool ``confirm`` sends a progress notification and an elicitation request to the agent.
+    ``server_requests`` a tool ``confirm`` sends a progress notification and an elicitation request to the agent;
+    with ``numbers`` a tool ``number`` records the repr of the number it received and returns it.
     """
     server = MCPServer("mcps-http-test")
 
@@ -84,6 +86,14 @@ def signed_app(
 
     if server_requests:
         server.tool()(confirm)
+
+    def number(n: int | float) -> int | float:
+        """Return the number, recording how it arrived (its Python repr: ``125`` or ``125.0``)."""
+        record("number", repr(n))
+        return n
+
+    if numbers:
+        server.tool()(number)
     return signed_streamable_http_app(server, security, json_response=json_response)
 
 
@@ -137,8 +147,8 @@ class Relay:
     catches it), ``rename-tool-resigned-tool`` ("safe" renamed "safe_v2", re-signed). ``inject-bad-frames``:
     each of :data:`BAD_FRAMES` posted to the server before each call (its answers kept in ``injected``), and the
     first call's response preceded by them as SSE events, or, for a JSON body, replaced by the first of them.
-    ``replayed`` holds
-    (status, messages) of what the server answered a replay.
+    ``respell-number``: 125 written as 1.25E2 in calls and their responses (the same canonical form).
+    ``replayed`` holds (status, messages) of what the server answered a replay.
     """
 
     def __init__(
@@ -204,6 +214,8 @@ class Relay:
         await send({"type": "http.response.body", "body": out, "more_body": False})
 
     def _to_server(self, message: dict[str, Any], body: bytes) -> bytes:
+        if self.mode == "respell-number":  # the same canonical form: every signature still verifies
+            return body.replace(b": 125", b": 1.25E2").replace(b":125", b":1.25E2")
         if self.mode == "modify-param":
             message["params"]["arguments"]["text"] = "tampered"
         elif self.mode == "strip-signature":
@@ -231,6 +243,8 @@ class Relay:
         return json.dumps(message).encode()
 
     def _to_agent(self, request_id: Any, body: bytes, content_type: str) -> bytes:
+        if self.mode == "respell-number":
+            return body.replace(b":125", b":1.25E2")
         if self.mode == "inject-bad-frames":
             if self._first_response is not None:
                 return body

@@ -31,6 +31,11 @@ and, to try the readers of both ends (issue 9 §1.1):
 
   inject-bad-frames          before each call and before its response, send both ends BAD_FRAMES: unsigned lines
                              whose id cannot be echoed (lone surrogate, integers beyond I-JSON, a duplicated id)
+
+and to try how numbers are read (issue 9 §1.7):
+
+  respell-number             write the number 125 as 1.25E2 in each call and in each call's response (the same
+                             canonical form, so every signature still verifies)
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ def to_server(line: bytes) -> list[bytes]:
         add_grant(message)
     elif MODE == "inject-bad-frames":
         return [*BAD_FRAMES, line]
+    elif MODE == "respell-number":
+        return [line.replace(b":125", b":1.25E2")]
     else:
         return [line]
     return [json.dumps(message).encode() + b"\n"]
@@ -137,6 +144,8 @@ def to_agent(line: bytes) -> list[bytes]:
         return [line]
     if MODE == "inject-bad-frames":
         return [*BAD_FRAMES, line]
+    if MODE == "respell-number":
+        return [line.replace(b":125", b":1.25E2")]
     if MODE == "replay-response":
         if not first_response:
             first_response.update(message)

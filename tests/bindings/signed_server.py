@@ -9,7 +9,8 @@ anchors.jwks (minimum level L2), and calls to rm_rf need a per-call grant from t
 Each recorded call then also holds the caller's agent id, level, scopes and grant (all test keys, made per run).
 
 With MCPS_TEST_SERVER_REQUESTS=1 it also has a tool ``confirm`` that sends the agent a progress notification and
-an elicitation request (a server→client request) while the call is in progress.
+an elicitation request (a server→client request) while the call is in progress; with MCPS_TEST_NUMBER_TOOL=1 a
+tool ``number`` that records the repr of the number it received and returns it.
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ async def confirm(text: str, ctx: Context) -> str:
 
 if os.environ.get("MCPS_TEST_SERVER_REQUESTS") == "1":
     server.tool()(confirm)
+
+
+def number(n: int | float) -> int | float:
+    """Return the number, recording how it arrived (its Python repr: ``125`` or ``125.0``)."""
+    record("number", n=repr(n))
+    return n
+
+
+if os.environ.get("MCPS_TEST_NUMBER_TOOL") == "1":
+    server.tool()(number)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from mcps.core.envelope import (
     AuthenticatedMessage,
     MessageKind,
     PinnedKeys,
+    SignatureBlock,
     authenticate,
     message_kind,
     request_binding,
@@ -568,11 +569,35 @@ async def test_unknown_version_is_refused(ed_key: PrivateKey, version: int) -> N
     assert (await refusal(verifier_for(ed_key), wire(signed))).code is ErrorCode.NO_COMMON_VERSION
 
 
-@pytest.mark.parametrize("version", ["1", 1.0, True, [1]])
+@pytest.mark.parametrize("version", ["1", True, [1], 1.5])
 async def test_version_that_is_not_the_integer_1_is_malformed(ed_key: PrivateKey, version: object) -> None:
-    """Regression: ``v: true`` and ``v: 1.0`` compared equal to 1 and were accepted."""
+    """Regression: ``v: true`` compared equal to 1 and was accepted."""
     signed = resign(sign(REQUEST, ed_key), ed_key, v=version)
     assert (await refusal(verifier_for(ed_key), wire(signed))).code is ErrorCode.SIGNATURE_MALFORMED
+
+
+@pytest.mark.parametrize("member", ["v", "iat", "exp"])
+def test_a_parsed_block_holding_an_integral_float_is_malformed(ed_key: PrivateKey, member: str) -> None:
+    """Regression: a float ``v`` compared equal to 1. On the wire ``1.0`` is read as the integer 1 (§3), but a block
+    built by other means (an SDK's parser) holding a float is refused."""
+    sig_block = block(sign(REQUEST, ed_key))
+    sig_block = {**sig_block, member: float(sig_block[member])}
+    with pytest.raises(McpsError) as caught:
+        SignatureBlock.parse(sig_block)
+    assert caught.value.code is ErrorCode.SIGNATURE_MALFORMED
+
+
+@pytest.mark.parametrize("spelling", ["1.0", "1E0", "10e-1", "0.1e1"])
+async def test_integral_block_numbers_verify_however_spelled(ed_key: PrivateKey, spelling: str) -> None:
+    """``v``, ``iat`` and ``exp`` are read as the canonical form writes them (§3), which the signature covers."""
+    signed = sign(REQUEST, ed_key)
+    text = wire(signed).decode()
+    respelled = text.replace('"v": 1,', f'"v": {spelling},', 1)
+    iat = block(signed)["iat"]
+    respelled = respelled.replace(f'"iat": {iat}', f'"iat": {iat}.0', 1)
+    assert f'"v": {spelling},' in respelled
+    verified = await verifier_for(ed_key).verify(respelled.encode())
+    assert verified.block.iat == iat
 
 
 @pytest.mark.parametrize("member", ["v", "alg", "kid", "aud", "iat", "exp", "nonce", "sig"])
@@ -592,7 +617,6 @@ async def test_unknown_block_member_is_refused(ed_key: PrivateKey, member: str) 
     ("member", "value"),
     [
         ("iat", NOW + 0.5),
-        ("iat", float(NOW)),
         ("exp", True),
         ("exp", str(NOW + 60)),
         ("aud", ""),

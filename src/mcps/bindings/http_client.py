@@ -10,7 +10,8 @@
 Two layers around ``mcp.client.streamable_http.streamable_http_client``:
 
 * below it, an ``httpx2`` transport (:class:`StrictResponses`) reads every response body (JSON, or each SSE
-  event) bounded by ``limits.max_bytes`` and parses it strictly before the SDK's parser sees it. A body that
+  event) bounded by ``limits.max_bytes`` and parses it strictly; the SDK's parser gets the strictly parsed
+  message written again (never the bytes received), so it reads what the signature covers. A body that
   fails is replaced, for the SDK, by a local JSON-RPC error for the request it answers (an SSE event that
   answers no request is dropped), and the request fails with that MCPS code (MCPS-018…025);
 * above it, the same stream wrapper as :class:`~mcps.bindings.SignedTransport`: every message signed for
@@ -95,7 +96,7 @@ class StrictResponses(httpx2.AsyncBaseTransport):
             await response.aclose()
         if body:
             try:
-                parse_message(bytes(body), self._limits)
+                return _encode(parse_message(bytes(body), self._limits))
             except McpsError as error:
                 return self._refuse(request_id, error)
         return bytes(body)
@@ -105,11 +106,11 @@ class StrictResponses(httpx2.AsyncBaseTransport):
             try:
                 if data is None:
                     raise McpsError(ErrorCode.MESSAGE_TOO_LARGE)
-                parse_message(data.encode("utf-8", errors="surrogatepass"), self._limits)
+                parsed = parse_message(data.encode("utf-8", errors="surrogatepass"), self._limits)
             except McpsError as error:
                 replaced = self._refuse(request_id, error)
                 return replaced.decode("ascii") if replaced else None
-            return data
+            return _encode(parsed).decode("ascii")
 
         return check
 
@@ -160,6 +161,11 @@ class _HttpClientChannel(SecureChannel):
             if self._awaiting.pop(request_id, None) is not None:
                 return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
         return await super().receive(message)
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    """The strictly parsed message, written again for the SDK's parser: compact ASCII JSON, numbers as read (§3)."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def _request_id(request: httpx2.Request) -> RequestId | None:

@@ -50,6 +50,7 @@ from mcps.bindings._sdk import ReadStream, WriteStream
 from mcps.bindings.caller import context_for
 from mcps.bindings.channel import Inbound, SecureChannel
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.strict import canonical_numbers
 
 __all__ = ["LineReader", "SecureReadStream", "secure_frame_streams", "secure_message_streams"]
 
@@ -315,7 +316,8 @@ async def secure_message_streams(
                 continue
             base = getattr(read_stream, "last_context", None)
             try:
-                message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+                # Numbers as the canonical form reads them (SPEC.md §3), whichever parser the transport used.
+                message = canonical_numbers(item.message.model_dump(by_alias=True, mode="json", exclude_unset=True))
             except Exception:  # noqa: BLE001 - whatever the transport handed over, the reader goes on
                 logger.warning("mcps refused a message the SDK could not serialize")
                 continue
