@@ -34,6 +34,11 @@ BAD_FRAMES = [
 ]
 """Unsigned frames whose id cannot be echoed (issue 9 §1.1), with the codes they are refused with."""
 BAD_FRAME_CODES = ["MCPS-022", "MCPS-021", "MCPS-020", "MCPS-021"]
+FORGED_HOP_MEMBERS: dict[str, Any] = {
+    "mcps/via": [{"kid": "forged", "iat": 1, "aud": "urn:mcps:test:server", "sig": "forged"}],
+    "mcps/grant": "forged.grant.token",
+}
+"""Hop members a relay adds in transit (issue 9 §1.6): outside every signature, they must reach no application."""
 
 
 def signed_app(
@@ -43,13 +48,14 @@ def signed_app(
     json_response: bool,
     identities: bool = False,
     server_requests: bool = False,
-    numbers: bool = False,
+    extras: bool = False,
 ) -> ASGIApp:
     """A fresh MCPServer with tools that record every call (and the verified caller), wrapped with mcps.
 
     With ``identities`` each record also holds the caller's identity, level, scopes and grant. With
     ``server_requests`` a tool ``confirm`` sends a progress notification and an elicitation request to the agent;
-    with ``numbers`` a tool ``number`` records the repr of the number it received and returns it.
+    with ``extras`` a tool ``number`` records the repr of the number it received and returns it, and a tool
+    ``meta_keys`` records the ``_meta`` keys its call reached it with (in ``text``).
     """
     server = MCPServer("mcps-http-test")
 
@@ -92,8 +98,15 @@ def signed_app(
         record("number", repr(n))
         return n
 
-    if numbers:
+    def meta_keys(ctx: Context) -> list[str]:
+        """The ``_meta`` keys of this call, as the SDK handed them to the tool."""
+        keys = sorted((ctx.request_context.meta or {}).keys())
+        record("meta_keys", ",".join(keys))
+        return keys
+
+    if extras:
         server.tool()(number)
+        server.tool()(meta_keys)
     return signed_streamable_http_app(server, security, json_response=json_response)
 
 
@@ -148,6 +161,8 @@ class Relay:
     each of :data:`BAD_FRAMES` posted to the server before each call (its answers kept in ``injected``), and the
     first call's response preceded by them as SSE events, or, for a JSON body, replaced by the first of them.
     ``respell-number``: 125 written as 1.25E2 in calls and their responses (the same canonical form).
+    ``inject-hop-members``: a forged ``mcps/via`` and ``mcps/grant`` added to each call's ``_meta``, and an
+    ``mcps/via`` to its result's ``_meta`` (outside the signatures, so every signature still verifies).
     ``replayed`` holds (status, messages) of what the server answered a replay.
     """
 
@@ -214,6 +229,9 @@ class Relay:
         await send({"type": "http.response.body", "body": out, "more_body": False})
 
     def _to_server(self, message: dict[str, Any], body: bytes) -> bytes:
+        if self.mode == "inject-hop-members":
+            message["params"]["_meta"].update(FORGED_HOP_MEMBERS)
+            return json.dumps(message).encode()
         if self.mode == "respell-number":  # the same canonical form: every signature still verifies
             return body.replace(b": 125", b": 1.25E2").replace(b":125", b":1.25E2")
         if self.mode == "modify-param":
@@ -245,6 +263,14 @@ class Relay:
     def _to_agent(self, request_id: Any, body: bytes, content_type: str) -> bytes:
         if self.mode == "respell-number":
             return body.replace(b":125", b":1.25E2")
+        if self.mode == "inject-hop-members":
+
+            def add_via(message: dict[str, Any]) -> dict[str, Any]:
+                if "result" in message:
+                    message["result"]["_meta"]["mcps/via"] = FORGED_HOP_MEMBERS["mcps/via"]
+                return message
+
+            return _rewrite(body, content_type, add_via)
         if self.mode == "inject-bad-frames":
             if self._first_response is not None:
                 return body

@@ -9,8 +9,9 @@ anchors.jwks (minimum level L2), and calls to rm_rf need a per-call grant from t
 Each recorded call then also holds the caller's agent id, level, scopes and grant (all test keys, made per run).
 
 With MCPS_TEST_SERVER_REQUESTS=1 it also has a tool ``confirm`` that sends the agent a progress notification and
-an elicitation request (a server→client request) while the call is in progress; with MCPS_TEST_NUMBER_TOOL=1 a
-tool ``number`` that records the repr of the number it received and returns it.
+an elicitation request (a server→client request) while the call is in progress; with MCPS_TEST_EXTRA_TOOLS=1 a
+tool ``number`` that records the repr of the number it received and returns it, and a tool ``meta_keys`` that
+records the ``_meta`` keys its call reached it with.
 """
 
 from __future__ import annotations
@@ -96,8 +97,16 @@ def number(n: int | float) -> int | float:
     return n
 
 
-if os.environ.get("MCPS_TEST_NUMBER_TOOL") == "1":
+def meta_keys(ctx: Context) -> list[str]:
+    """The ``_meta`` keys of this call, as the SDK handed them to the tool."""
+    keys = sorted((ctx.request_context.meta or {}).keys())
+    record("meta_keys", meta=",".join(keys))
+    return keys
+
+
+if os.environ.get("MCPS_TEST_EXTRA_TOOLS") == "1":
     server.tool()(number)
+    server.tool()(meta_keys)
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ async def test_number_respelled_in_transit_reaches_tool_and_agent_as_the_signed_
     (tmp_path / "agent.jwk").write_text(json.dumps(agent_key.public_key.to_jwk()))
     command = [str(HERE / "relay.py"), "respell-number", "--", sys.executable, str(HERE / "signed_server.py")]
     params = StdioServerParameters(
-        command=sys.executable, args=command, env={"MCPS_TEST_DIR": str(tmp_path), "MCPS_TEST_NUMBER_TOOL": "1"}
+        command=sys.executable, args=command, env={"MCPS_TEST_DIR": str(tmp_path), "MCPS_TEST_EXTRA_TOOLS": "1"}
     )
     security = ChannelSecurity(key=agent_key, trusted=PinnedKeys([server_key.public_key]), nonces=MemoryNonceStore())
     with anyio.fail_after(TIMEOUT):
@@ -67,7 +67,7 @@ async def test_number_respelled_in_transit_reaches_tool_and_agent_as_the_signed_
     relay = Relay("", "respell-number")
     with anyio.fail_after(TIMEOUT):
         async with (
-            serving(signed_app(server_security, calls, json_response=json_response, numbers=True)) as server_url,
+            serving(signed_app(server_security, calls, json_response=json_response, extras=True)) as server_url,
             serving(relay, lifespan="off") as relay_url,
         ):
             relay.upstream = server_url

@@ -26,6 +26,7 @@ from mcps.core.envelope import (
     request_binding,
     sign_message,
     signing_input,
+    without_hop_members,
 )
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PrivateKey
@@ -872,3 +873,30 @@ async def test_response_refusals_never_contain_input(ed_key: PrivateKey) -> None
     error = await refusal(verifier_for(ed_key), wire(signed), in_reply_to="other-request-sig")
     assert error.code is ErrorCode.TRANSCRIPT_MISMATCH
     assert MARKER not in str(error)
+
+
+# --- hop members (SPEC.md §9.8) -----------------------------------------------------------------------------------
+
+
+def _block_holder(message: dict[str, Any], kind: MessageKind) -> dict[str, Any]:
+    if kind is MessageKind.ERROR:
+        holder: dict[str, Any] = message["error"]["data"]
+    else:
+        holder = message["result" if kind is MessageKind.RESULT else "params"]["_meta"]
+    return holder
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_without_hop_members_removes_them_from_the_block_container_only(ed_key: PrivateKey, name: str) -> None:
+    signed = sign(MESSAGES[name], ed_key, b64u_encode(bytes(64)))
+    assert without_hop_members(signed) is signed  # nothing to remove: the same object
+    hopped = copy.deepcopy(signed)
+    _block_holder(hopped, KINDS[name]).update({"mcps/via": [{"kid": "k"}], "mcps/grant": "g.g.g", "other": 1})
+    before = copy.deepcopy(hopped)
+    stripped = without_hop_members(hopped)
+    assert hopped == before  # the input is not modified
+    assert set(_block_holder(stripped, KINDS[name])) == set(_block_holder(before, KINDS[name])) - {
+        "mcps/via",
+        "mcps/grant",
+    }
+    assert signing_input(stripped) == signing_input(hopped)  # they were outside the signature anyway

@@ -11,9 +11,12 @@ Every inbound message becomes exactly one :class:`Inbound` decision:
 * ``deliver`` — verified; hand it to the SDK (with the :class:`~mcps.bindings.caller.Caller` for requests);
 * ``reply`` — a refused request: write this signed JSON-RPC error (same id, MCPS code) back to the peer. The
   SDK never sees the request, so no tool runs, and the peer is answered instead of left waiting;
-* ``deliver`` of a local error — a refused response to one of our requests: the SDK gets a JSON-RPC error for
-  that id (the MCPS code, never the forged content), so the waiting caller fails instead of hanging;
+* ``deliver`` of a local error (``local``) — a refused response to one of our requests: the SDK gets a JSON-RPC
+  error for that id (the MCPS code, never the forged content), so the waiting caller fails instead of hanging;
 * nothing — a refused notification, or a response to nothing outstanding: dropped and logged.
+
+Hop members (``mcps/via``, ``mcps/grant``) lie outside every signature: :func:`_without_hop_members` removes them
+from whatever is delivered, after a required or carried grant was checked (SPEC.md §9.8).
 
 Refusals are logged on the ``mcps.bindings`` logger at WARNING with their code; the detail stays local.
 
@@ -40,7 +43,15 @@ from mcps.bindings.caller import Caller
 from mcps.bindings.grants import GrantRequirement
 from mcps.bindings.tools import ToolGuard
 from mcps.core.encoding import is_b64u
-from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, SIG_KEY, KeyResolver, MessageKind, message_kind
+from mcps.core.envelope import (
+    DEFAULT_LIFETIME,
+    DEFAULT_SKEW,
+    SIG_KEY,
+    KeyResolver,
+    MessageKind,
+    message_kind,
+    without_hop_members,
+)
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PrivateKey
 from mcps.core.strict import DEFAULT_LIMITS, MAX_SAFE_INTEGER, Limits, parse_message
@@ -119,11 +130,13 @@ class ChannelSecurity:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """The decision on one inbound message (exactly one of the fields is set, or none for a drop)."""
+    """The decision on one inbound message: ``deliver`` (with ``caller`` for a request), or ``reply``, or neither
+    for a drop. ``local`` marks a delivered JSON-RPC error made here for a refused response (never received)."""
 
     deliver: dict[str, Any] | None = None
     caller: Caller | None = None
     reply: dict[str, Any] | None = None
+    local: bool = False
 
 
 _DROP: Final = Inbound()
@@ -212,9 +225,10 @@ class SecureChannel:
         try:
             if len(self._answers) >= MAX_OUTSTANDING:
                 raise McpsError(ErrorCode.RATE_LIMITED, detail="too many requests in flight")
-            verified = await self._verifier.verify_parsed(message)
+            verified = _without_hop_members(await self._verifier.verify_parsed(message))
             caller = self._admit(verified.kid, verified)
             if self._security.grants is not None and message["method"] == "tools/call":
+                # The grant as received (a hop member): checked here, handed on only as the caller's grant.
                 grant = await self._security.grants.check(message, sender=caller.identity, now=self._security.clock())
                 caller = dataclasses.replace(caller, grant=grant)
         except McpsError as error:
@@ -223,11 +237,11 @@ class SecureChannel:
             return self._refuse_request(message, error)
         # Answers go to the connection's peer: a server learnt it from this caller, a client knows its server's.
         self._answers[request_id] = _Answer(verified.sig, self._peer or caller.audience, message["method"])
-        return Inbound(deliver=message, caller=caller)
+        return Inbound(deliver=verified.message, caller=caller)
 
     async def _receive_notification(self, message: dict[str, Any]) -> Inbound:
         try:
-            verified = await self._verifier.verify_parsed(message)
+            verified = _without_hop_members(await self._verifier.verify_parsed(message))
             caller = self._admit(verified.kid, verified)
         except McpsError as error:
             return self._drop(error)
@@ -237,25 +251,26 @@ class SecureChannel:
                 self._answers.pop(cancelled, None)
         if self._tools is not None:
             self._tools.notification(message)
-        return Inbound(deliver=message, caller=caller)
+        return Inbound(deliver=verified.message, caller=caller)
 
     async def _receive_response(self, message: dict[str, Any]) -> Inbound:
         request_id = message.get("id")
         request_sig = self._awaiting.pop(request_id, None) if isinstance(request_id, str | int) else None
-        if request_sig is None:
+        if request_sig is None or not isinstance(request_id, str | int):
             orphan = McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {_shown(request_id)} awaiting")
             return self._drop(orphan)
         listing = request_id in self._listings
         self._listings.discard(request_id)
         try:
-            verified = await self._verifier.verify_parsed(message, in_reply_to=request_sig)
+            verified = _without_hop_members(await self._verifier.verify_parsed(message, in_reply_to=request_sig))
             self._admit(verified.kid, verified)
-            if listing and self._tools is not None and "result" in message:
-                message = self._tools.filter_result(message, verified.key)
+            delivered = verified.message
+            if listing and self._tools is not None and "result" in delivered:
+                delivered = self._tools.filter_result(delivered, verified.key)
         except McpsError as error:
             _log_refusal(error, "response", request_id)
-            return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
-        return Inbound(deliver=message)
+            return _local_error(request_id, error)
+        return Inbound(deliver=delivered)
 
     def _admit(self, kid: str, verified: VerifiedMessage) -> Caller:
         """Pin the connection to the first verified signer; refuse any other signer afterwards."""
@@ -284,7 +299,7 @@ class SecureChannel:
             # A response to one of our requests that cannot be read: that request fails now, with the code.
             self._listings.discard(request_id)
             _log_refusal(error, "response", request_id)
-            return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
+            return _local_error(request_id, error)
         return self._drop(error)
 
     def _refuse_request(self, message: dict[str, Any], error: McpsError) -> Inbound:
@@ -366,6 +381,24 @@ class SecureChannel:
                 logger.error("mcps: a tools/list entry is not a valid tool definition; sent unsigned")  # noqa: TRY400
                 signed.append(tool)
         return {**message, "result": {**result, "tools": signed}}
+
+
+def _local_error(request_id: RequestId, error: McpsError) -> Inbound:
+    """A JSON-RPC error for our request ``request_id``, made here (unsigned, never sent): it fails that request."""
+    return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}, local=True)
+
+
+def _without_hop_members(verified: VerifiedMessage) -> VerifiedMessage:
+    """``verified`` with its message stripped of the hop members ``mcps/via`` and ``mcps/grant`` (SPEC.md §9.8).
+
+    The one place where a receiver deals with hop members: they lie outside every signature (§4.3) and the gateway
+    that adds them is not specified yet, so nothing a hop added reaches the SDK or the application — not in
+    ``_meta``, not in :attr:`Caller.message <mcps.bindings.Caller.message>`. A grant a server requires or received
+    was verified from the message as received (:class:`~mcps.bindings.GrantRequirement`) and reaches the handler
+    only as ``Caller.grant``. (Verifying ``mcps/via`` before removing it belongs here.)
+    """
+    message = without_hop_members(verified.message)
+    return verified if message is verified.message else dataclasses.replace(verified, message=message)
 
 
 def echoable_id(value: object) -> str | int | None:

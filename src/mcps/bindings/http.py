@@ -174,7 +174,7 @@ class McpsHttpMiddleware:
                 await _send_bytes(send, 500, b"", [])
             return
         delivered = _replaying(decision.deliver, receive)
-        if "method" not in decision.deliver and decision.deliver is not message:
+        if decision.local:
             # A refused response to one of our requests: the SDK gets the local error (its waiting request fails
             # instead of hanging), the client gets the signed refusal.
             await self.app(_with_length(scope, delivered.length), delivered, _discard)

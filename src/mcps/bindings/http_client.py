@@ -159,7 +159,8 @@ class _HttpClientChannel(SecureChannel):
         if "method" not in message and isinstance(request_id, str | int) and request_id in self._refused:
             error = self._refused.pop(request_id)
             if self._awaiting.pop(request_id, None) is not None:
-                return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
+                local = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
+                return Inbound(deliver=local, local=True)
         return await super().receive(message)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_LIFETIME",
     "DEFAULT_SKEW",
     "GRANT_KEY",
+    "HOP_KEYS",
     "MAX_LIFETIME",
     "SIGNATURE_CONTEXT",
     "SIG_KEY",
@@ -50,6 +51,7 @@ __all__ = [
     "request_binding",
     "sign_message",
     "signing_input",
+    "without_hop_members",
 ]
 
 SIGNATURE_CONTEXT: Final = b"mcps.v1.message\n"
@@ -203,6 +205,23 @@ def _signing_input(message: Mapping[str, Any], kind: MessageKind) -> bytes:
     block.pop("sig", None)
     container[SIG_KEY] = block
     return SIGNATURE_CONTEXT + canonicalize(stripped)
+
+
+def without_hop_members(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` without the hop-added members ``mcps/via`` and ``mcps/grant`` of its block container.
+
+    They lie outside every signature (§4.3), so a receiver removes them before it hands a message on (SPEC.md §9.8).
+    Returns ``message`` itself when it has none; otherwise a copy along the path to the container. Raises MCPS-025
+    for a message that is not JSON-RPC.
+    """
+    kind = message_kind(message)
+    container = _container(message, kind)
+    if container is None or not any(hop_key in container for hop_key in HOP_KEYS):
+        return message
+    stripped, copy = _copy_with_container(message, kind)
+    for hop_key in HOP_KEYS:
+        copy.pop(hop_key, None)
+    return stripped
 
 
 def request_binding(request_sig: str) -> str:
