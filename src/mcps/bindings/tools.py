@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -226,13 +227,22 @@ class ToolGuard:
     # --- internals ----------------------------------------------------------------------------------------------
 
     def _findings(self, tools: list[dict[str, Any]], key: PublicKey) -> list[ToolFinding]:
+        """Each entry of this page classified. A name listed more than once in the listing — counting every entry,
+        signed or not, on this page and the earlier pages of the same listing — is ``invalid`` everywhere it is
+        listed, before anything else is looked at: which twin comes first, or on which page, cannot matter."""
+        names = [tool.get("name") for tool in tools]
+        counts = Counter(name for name in names if isinstance(name, str))
+        earlier = {finding.name for finding in self._listing}
+        duplicated = {name for name, count in counts.items() if count > 1 or name in earlier}
         signed: list[dict[str, Any]] = []
         invalid: dict[int, ToolFinding] = {}
-        for index, tool in enumerate(tools):
+        for index, (name, tool) in enumerate(zip(names, tools, strict=True)):
+            if isinstance(name, str) and name in duplicated:
+                invalid[index] = ToolFinding(name, ToolStatus.INVALID, None, detail="name listed more than once")
+                continue
             try:
                 verify_tool(tool, key)
             except McpsError as error:
-                name = tool.get("name")
                 invalid[index] = ToolFinding(
                     name if isinstance(name, str) else "", ToolStatus.INVALID, None, detail=error.diagnostics()
                 )
