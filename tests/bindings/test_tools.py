@@ -168,7 +168,17 @@ def test_lockfile_round_trip_is_sorted_and_deterministic(tmp_path: Path) -> None
     save_lockfile(lock, tmp_path / "mcps.lock")
     assert (tmp_path / "mcps.lock").read_text(encoding="utf-8") == text
     assert load_lockfile(tmp_path / "mcps.lock") == lock
-    assert load_lockfile(tmp_path / "absent.lock") == Lockfile()
+
+
+def test_missing_lock_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    """Regression: a missing (say, mistyped) lock file read as an empty lock, so every tool showed as new."""
+    absent = tmp_path / "mcps.lokc"
+    with pytest.raises(FileNotFoundError) as caught:
+        load_lockfile(absent)
+    assert caught.value.filename == str(absent)
+    assert "mcps pin" in str(caught.value)
+    assert load_lockfile(absent, create=True) == Lockfile()  # asked for: a new, empty lock
+    assert not absent.exists()  # nothing written until the caller saves it
 
 
 @pytest.mark.parametrize(

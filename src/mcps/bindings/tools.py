@@ -29,6 +29,7 @@ produces a :class:`ToolReport` (``guard.report``, the ``on_report`` callback, an
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections import Counter
@@ -290,12 +291,26 @@ class ToolGuard:
             self._on_report(report)
 
 
-def load_lockfile(path: str | os.PathLike[str]) -> Lockfile:
-    """Read ``mcps.lock``; a missing file is an empty lock (nothing pinned: every tool is new)."""
+def load_lockfile(path: str | os.PathLike[str], *, create: bool = False) -> Lockfile:
+    """Read ``mcps.lock`` (parsed strictly; ``ValueError`` when it is not a valid lock file).
+
+    A missing file raises :class:`FileNotFoundError` naming it: a mistyped path must not read as a lock that pins
+    nothing, where every tool would show as new. With ``create=True`` a missing file is a new, empty lock instead
+    (nothing pinned), for a caller that is about to record pins and write it with :func:`save_lockfile`.
+    """
     file = Path(path)
-    if not file.exists():
-        return Lockfile()
-    return parse_lockfile(file.read_bytes())
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        if create:
+            return Lockfile()
+        raise FileNotFoundError(
+            errno.ENOENT,
+            "no such lock file (record a server's tools in it with `mcps pin`; "
+            "load_lockfile(path, create=True) starts an empty one)",
+            str(file),
+        ) from None
+    return parse_lockfile(data)
 
 
 def save_lockfile(lock: Lockfile, path: str | os.PathLike[str]) -> None:

@@ -86,7 +86,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def pin_command(args: argparse.Namespace) -> int:
     agent_key = load_private_key(args.key)
     server_key = load_public_jwk(args.server_key)
-    lock = load_lockfile(args.lock)
+    new_lock = not args.check and not Path(args.lock).exists()
+    try:
+        lock = load_lockfile(args.lock, create=not args.check)  # recording may start a lock file; checking may not
+    except FileNotFoundError:
+        raise UsageError(f"{args.lock} does not exist; run mcps pin without --check first to create it") from None
     pins = lock.server(args.server_identity)
     if args.check and pins is None:
         raise UsageError(f"{args.lock} has no pins for {args.server_identity}; run mcps pin without --check first")
@@ -108,7 +112,8 @@ def pin_command(args: argparse.Namespace) -> int:
     recorded = dict(guard.allowed)
     save_lockfile(lock.with_server(args.server_identity, ServerPins(server_key.kid, recorded)), args.lock)
     print_json({"server": args.server_identity, "kid": server_key.kid, "tools": sorted(recorded)})
-    stderr().print(f"[green]✓[/] pinned {len(recorded)} tools of {args.server_identity} in {args.lock}", markup=True)
+    where = f"a new lock file, {args.lock}" if new_lock else str(args.lock)
+    stderr().print(f"✓ pinned {len(recorded)} tools of {args.server_identity} in {where}", markup=False, style="green")
     return EXIT_OK
 
 
