@@ -7,6 +7,8 @@ can check that an attack reached no tool and was refused with its code.
 With MCPS_TEST_TRUST=passport the server trusts agents through passports instead: the trust anchors are
 anchors.jwks (minimum level L2), and calls to rm_rf need a per-call grant from the gateway key gateway.jwk.
 Each recorded call then also holds the caller's agent id, level, scopes and grant (all test keys, made per run).
+With MCPS_TEST_TRUST=mixed it trusts both: agents with anchored passports, and the agent.jwk key pinned (as a
+gateway that pins some agents by key and others by passport).
 
 With MCPS_TEST_SERVER_REQUESTS=1 it also has a tool ``confirm`` that sends the agent a progress notification and
 an elicitation request (a server→client request) while the call is in progress; with MCPS_TEST_EXTRA_TOOLS=1 a
@@ -36,7 +38,8 @@ from mcps.identity.revocation import MemoryRevocationStore
 
 SERVER_IDENTITY = "urn:mcps:test:server"
 state = Path(os.environ["MCPS_TEST_DIR"])
-passports = os.environ.get("MCPS_TEST_TRUST") == "passport"
+trust = os.environ.get("MCPS_TEST_TRUST", "key")
+passports = trust in ("passport", "mixed")
 server = MCPServer("mcps-test")
 
 
@@ -117,7 +120,12 @@ def main() -> None:
     grants = None
     if passports:
         anchors = TrustAnchors.load(state / "anchors.jwks")
-        trusted = PassportResolver(anchors=anchors, audience=SERVER_IDENTITY, revocations=MemoryRevocationStore())
+        trusted = PassportResolver(
+            anchors=anchors,
+            audience=SERVER_IDENTITY,
+            revocations=MemoryRevocationStore(),
+            pinned=trusted if trust == "mixed" else None,
+        )
         gateway = GrantVerifier(
             issuers=[load_public_jwk(state / "gateway.jwk")], audience=SERVER_IDENTITY, nonces=nonces
         )

@@ -900,3 +900,18 @@ def test_without_hop_members_removes_them_from_the_block_container_only(ed_key: 
         "mcps/grant",
     }
     assert signing_input(stripped) == signing_input(hopped)  # they were outside the signature anyway
+
+
+async def test_receiver_with_several_names_accepts_each_and_nothing_else(ed_key: PrivateKey) -> None:
+    """SPEC §4.4, §9.2: an end is addressed by its identity or by its own key's kid."""
+    other = PrivateKey.generate()
+    verifier = MessageVerifier(
+        audience=(AUD, other.kid), keys=PinnedKeys([ed_key.public_key]), nonces=MemoryNonceStore(), clock=lambda: NOW
+    )
+    signer = MessageSigner(ed_key, clock=lambda: NOW)
+    for aud in (AUD, other.kid):
+        await verifier.verify(wire(signer.sign(REQUEST, audience=aud)))
+    elsewhere = wire(signer.sign(REQUEST, audience="urn:else"))
+    assert (await refusal(verifier, elsewhere)).code is ErrorCode.AUDIENCE_MISMATCH
+    with pytest.raises(ValueError, match="own name"):
+        MessageVerifier(audience=(), keys=PinnedKeys([ed_key.public_key]), nonces=MemoryNonceStore())

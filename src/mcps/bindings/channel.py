@@ -78,9 +78,9 @@ RequestId = str | int
 class ChannelSecurity:
     """What one end of a connection needs: its own key and identity, whom it trusts, and its replay store.
 
-    ``identity`` is this end's own name: inbound messages must be addressed to it (``aud``). It defaults to the
-    passport's ``sub`` when there is a passport, else to the key's kid — what a peer addresses its replies to
-    when it knows this end only by key.
+    ``identity`` is this end's own name: inbound messages must be addressed to it, or to the kid of ``key``
+    (``aud``, :attr:`names`). It defaults to the passport's ``sub`` when there is a passport, else to the key's
+    kid — what a peer addresses its replies to when it knows this end only by key.
 
     ``trusted`` resolves the peer's signing keys: :class:`~mcps.core.envelope.PinnedKeys`, or a
     :class:`~mcps.identity.PassportResolver` (trust anchors, minimum level, revocation) for peers that present
@@ -125,7 +125,17 @@ class ChannelSecurity:
 
     @property
     def audience(self) -> str:
+        """This end's identity: its passport's ``sub``, the ``identity`` given, else its key's kid."""
         return self.identity if self.identity is not None else self.key.kid
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What a peer may address this end by (``aud``, SPEC.md §9.2): its identity and its own key's kid.
+
+        A message addressed to the thumbprint of a key is addressed to whoever holds that key: a server that knows
+        this agent only by its pinned key answers it by kid even when the agent carries a passport.
+        """
+        return (self.audience,) if self.audience == self.key.kid else (self.audience, self.key.kid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +177,7 @@ class SecureChannel:
         self._security = security
         self._signer = MessageSigner(security.key, lifetime=security.lifetime, clock=security.clock)
         self._verifier = MessageVerifier(
-            audience=security.audience,
+            audience=security.names,
             keys=security.trusted,
             nonces=security.nonces,
             limits=security.limits,

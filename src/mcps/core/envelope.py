@@ -22,7 +22,7 @@ import enum
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -368,7 +368,7 @@ class AuthenticatedMessage:
 def authenticate(
     message: dict[str, Any],
     *,
-    audience: str,
+    audience: str | Collection[str],
     keys: KeyResolver,
     now: float,
     skew: int = DEFAULT_SKEW,
@@ -376,8 +376,11 @@ def authenticate(
 ) -> AuthenticatedMessage:
     """Steps 3–8 of SPEC.md §5 on a strictly parsed message. Raises :class:`McpsError`; never returns a bool.
 
-    ``in_reply_to`` is the ``sig`` of the request this message answers; it is required for results and errors.
+    ``audience`` is the receiver's own name, or all of them (its identity and its own key's kid, SPEC.md §4.4):
+    ``aud`` must equal one exactly. ``in_reply_to`` is the ``sig`` of the request this message answers; it is
+    required for results and errors.
     """
+    names = (audience,) if isinstance(audience, str) else tuple(audience)
     kind = message_kind(message)
     # 3. Block shape (the version first, so another version is named as such).
     container = _container(message, kind)
@@ -393,8 +396,8 @@ def authenticate(
         raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="issued in the future")
     if block.exp < now - skew:
         raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="expired")
-    # 5. Audience: addressed to this receiver, exactly.
-    if block.aud != audience:
+    # 5. Audience: addressed to this receiver, by one of its names, exactly.
+    if block.aud not in names:
         raise McpsError(ErrorCode.AUDIENCE_MISMATCH)
     # 6. Response binding: the block must name the request this answers.
     if kind.is_response:
