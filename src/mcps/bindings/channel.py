@@ -42,14 +42,18 @@ from typing import Any, Final
 from mcps.bindings.caller import Caller
 from mcps.bindings.grants import GrantRequirement
 from mcps.bindings.tools import ToolGuard
-from mcps.core.encoding import is_b64u
+from mcps.core.encoding import b64u_decode, is_b64u
 from mcps.core.envelope import (
     DEFAULT_LIFETIME,
     DEFAULT_SKEW,
+    MAX_LIFETIME,
     SIG_KEY,
     KeyResolver,
     MessageKind,
+    SignatureBlock,
+    block_container,
     message_kind,
+    signing_input,
     without_hop_members,
 )
 from mcps.core.errors import ErrorCode, McpsError
@@ -57,11 +61,11 @@ from mcps.core.keys import PrivateKey
 from mcps.core.strict import DEFAULT_LIMITS, MAX_SAFE_INTEGER, Limits, parse_message
 from mcps.core.tools import sign_tool
 from mcps.identity.passports import parse_passport
-from mcps.identity.resolver import PASSPORT_KEY, PassportResolver, attach_passport
+from mcps.identity.resolver import PASSPORT_KEY, AgentPublicKey, PassportResolver, attach_passport
 from mcps.stores.nonces import NonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
-__all__ = ["ChannelSecurity", "Inbound", "SecureChannel", "echoable_id"]
+__all__ = ["UNVERIFIABLE_REFUSAL_KEY", "ChannelSecurity", "Inbound", "SecureChannel", "echoable_id"]
 
 logger = logging.getLogger("mcps.bindings")
 
@@ -69,6 +73,10 @@ MAX_OUTSTANDING: Final = 10_000
 """Requests in flight per direction; beyond this a new one is refused (MCPS-010) rather than tracked."""
 
 UNKNOWN_PEER: Final = "mcps:unverified-peer"
+
+UNVERIFIABLE_REFUSAL_KEY: Final = "mcps_unverifiable_refusal"
+"""Set (``true``) in the ``data`` of the local error that fails a request answered by an unverifiable refusal."""
+_UNBOUND: Final = frozenset({ErrorCode.AUDIENCE_MISMATCH, ErrorCode.TRANSCRIPT_MISMATCH})
 """Audience of a refusal sent before any peer is known and without a claimed kid to address it to."""
 
 RequestId = str | int
@@ -279,8 +287,47 @@ class SecureChannel:
                 delivered = self._tools.filter_result(delivered, verified.key)
         except McpsError as error:
             _log_refusal(error, "response", request_id)
+            if error.code in _UNBOUND and message_kind(message) is MessageKind.ERROR and self._signed_by_peer(message):
+                return self._unverifiable_refusal(request_id, error)
             return _local_error(request_id, error)
         return Inbound(deliver=delivered)
+
+    def _signed_by_peer(self, message: dict[str, Any]) -> bool:
+        """Whether ``message`` carries a well-formed block, in its time window, whose signature verifies with a key
+        this end trusts for its peer. Nothing else is checked (not ``aud``, not ``irt``, no nonce): it only tells
+        an unverifiable refusal by the peer from a forgery (SPEC.md §9.1); the message is never accepted."""
+        try:
+            container = block_container(message)
+            block = SignatureBlock.parse(container.get(SIG_KEY) if container is not None else None)
+            now = self._security.clock()
+            skew = self._security.max_skew
+            if not 0 < block.exp - block.iat <= MAX_LIFETIME or block.iat > now + skew or block.exp < now - skew:
+                return False
+            key = self._security.trusted.resolve(block.kid, message, now=now)
+            if key.kid != block.kid or key.alg is not block.alg:
+                return False
+            if isinstance(key, AgentPublicKey) and not self._learn_peer and key.agent.agent_id != self._peer:
+                return False
+            if self._peer_signer is not None and self._peer_signer[0] != block.kid:
+                return False
+            key.verify(b64u_decode(block.sig), signing_input(message))
+        except McpsError:
+            return False
+        return True
+
+    def _unverifiable_refusal(self, request_id: RequestId, error: McpsError) -> Inbound:
+        """Our request failed: the peer signed a refusal for its id that is not bound to it (SPEC.md §9.1)."""
+        who = "client" if self._learn_peer else "server"
+        refused = McpsError(
+            ErrorCode.TRANSCRIPT_MISMATCH,
+            f"the {who} refused this request (unverifiable refusal)",
+            detail=f"a refusal signed by the {who} arrived for this request but is not bound to it ({error.code.mcps}):"
+            " the request was probably stripped of its signature or re-signed on the way; its content is not used",
+        )
+        logger.warning("mcps: request id=%s: %s", _shown(request_id), refused.diagnostics())
+        local = {**refused.to_jsonrpc_error()}
+        local["data"] = {**local["data"], UNVERIFIABLE_REFUSAL_KEY: True}
+        return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": local}, local=True)
 
     def _admit(self, kid: str, verified: VerifiedMessage) -> Caller:
         """Pin the connection to the first verified signer; refuse any other signer afterwards."""
