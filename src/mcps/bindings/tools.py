@@ -166,6 +166,12 @@ class ToolGuard:
         return guard
 
     @property
+    def stale(self) -> bool:
+        """True after a verified ``notifications/tools/list_changed``, until a complete listing has been checked:
+        meanwhile every ``tools/call`` is refused locally (MCPS-008)."""
+        return self._stale
+
+    @property
     def allowed(self) -> Mapping[str, PinHash]:
         """Tools the application may call now, with their pin hashes (what ``mcps pin`` records)."""
         return dict(self._allowed)
@@ -183,7 +189,10 @@ class ToolGuard:
         name = params.get("name")
         if self._stale:
             raise McpsError(
-                ErrorCode.TOOL_CHANGED, "tool list changed: list tools again before calling", detail=f"call {name!r}"
+                ErrorCode.TOOL_CHANGED,
+                "tool list changed: list tools again before calling",
+                detail=f"call {name!r} held until a fresh, complete listing is checked (a listing served from a "
+                "client-side cache is not one: list with cache_mode='refresh')",
             )
         if not isinstance(name, str) or name not in self._allowed:
             listed = "" if self.report is not None else " (no tools listed yet: list tools before calling)"
@@ -223,7 +232,9 @@ class ToolGuard:
             self._allowed = {name: pin for name, pin in self._allowed.items() if name in listed}
             self._stale = False
         self._publish(ToolReport(tuple(decisions), removed, complete))
-        return {**message, "result": {**result, "tools": kept}}
+        # ttlMs 0: the SDK's client cache (2026-07-28 hints) must not serve a listing this guard has not just
+        # checked, so each listing the application asks for is fetched and compared (SPEC.md §10.4).
+        return {**message, "result": {**result, "tools": kept, "ttlMs": 0}}
 
     # --- internals ----------------------------------------------------------------------------------------------
 
