@@ -63,6 +63,7 @@ def signed_app(
     description of ``safe``: ``rug_pull`` announces it (``notifications/tools/list_changed``: on the session for
     2025-11-25, through ``subscriptions/listen`` streams for 2026-07-28), ``silent_rug_pull`` does not. With
     ``list_ttl_ms`` the server lets clients cache ``tools/list`` results that long (a 2026-07-28 cache hint).
+    ``undecodable_name`` returns a string with a lone surrogate, which no signed message can carry.
     """
     hints = {"tools/list": CacheHint(ttl_ms=list_ttl_ms)} if list_ttl_ms is not None else None
     server = MCPServer("mcps-http-test", cache_hints=hints)
@@ -136,9 +137,14 @@ def signed_app(
         rewrite_safe()
         return "changed"
 
+    def undecodable_name() -> str:
+        """A file name as os.listdir returns one that is not UTF-8 (surrogateescape): not I-JSON, cannot be signed."""
+        return "report-\udcff.txt"
+
     if extras:
         server.tool()(number)
         server.tool()(meta_keys)
+        server.tool()(undecodable_name)
         server.tool()(rug_pull)
         server.tool()(silent_rug_pull)
     return signed_streamable_http_app(server, security, json_response=json_response)

@@ -268,3 +268,72 @@ async def test_frame_ids_that_cannot_be_echoed_do_not_stop_http_server_or_client
     assert [status for status, _messages in relay.injected] == [400] * 2 * len(BAD_FRAMES)
     assert codes == BAD_FRAME_CODES * 2
     assert all(messages[0]["id"] is None for _status, messages in relay.injected)
+
+
+@pytest.mark.parametrize("era", ERAS, ids=ERA_IDS)
+async def test_result_that_cannot_be_signed_is_answered_with_a_signed_internal_error(era: tuple[str, bool]) -> None:
+    """Regression: a tool returning a lone surrogate (an undecodable file name) left the call waiting forever.
+
+    On 2025-11-25 over SSE the SDK's own event writer fails on it before mcps sees the result; the call then fails
+    as the SDK's transport reports it (not signed, so refused) — either way the call ends and the session goes on.
+    """
+    mode, json_response = era
+    agent_key, server_key = PrivateKey.generate(), PrivateKey.generate()
+    calls: list[dict[str, Any]] = []
+    server_security = ChannelSecurity(
+        key=server_key, identity=SERVER_IDENTITY, trusted=PinnedKeys([agent_key.public_key]), nonces=MemoryNonceStore()
+    )
+    agent_security = ChannelSecurity(
+        key=agent_key, trusted=PinnedKeys([server_key.public_key]), nonces=MemoryNonceStore()
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with serving(signed_app(server_security, calls, json_response=json_response, extras=True)) as url:
+            transport = signed_streamable_http_client(url + "/mcp", agent_security, server_identity=SERVER_IDENTITY)
+            async with Client(transport, mode=mode) as client:
+                await client.list_tools()
+                with pytest.raises(MCPError) as caught:
+                    await client.call_tool("undecodable_name", {})
+                if json_response:
+                    assert (caught.value.error.code, caught.value.error.message) == (-32603, "Internal error")
+                result = await client.call_tool("safe", {"text": "after"})  # the session goes on
+                assert result.content[0].text == "echo: after"  # type: ignore[union-attr]
+
+
+async def test_result_that_cannot_be_signed_is_answered_with_a_signed_internal_error_in_process() -> None:
+    agent_key, server_key = PrivateKey.generate(), PrivateKey.generate()
+    server = MCPServer("unsignable")
+
+    @server.tool()
+    def undecodable_name() -> str:
+        """A file name that is not UTF-8, as os.listdir returns it (surrogateescape)."""
+        return "report-\udcff.txt"
+
+    to_server, server_in = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+    to_client, client_in = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+    server_security = ChannelSecurity(
+        key=server_key, identity=SERVER_IDENTITY, trusted=PinnedKeys([agent_key.public_key]), nonces=MemoryNonceStore()
+    )
+    agent_security = ChannelSecurity(
+        key=agent_key, trusted=PinnedKeys([server_key.public_key]), nonces=MemoryNonceStore()
+    )
+    lowlevel = lowlevel_server(server)
+
+    async def serve() -> None:
+        async with secure_server_streams(server_in, to_client, server_security) as (read, write):
+            await lowlevel.run(read, write, lowlevel.create_initialization_options())
+
+    @asynccontextmanager
+    async def client_streams() -> AsyncIterator[Any]:
+        yield client_in, to_server
+
+    with anyio.fail_after(TIMEOUT):
+        async with to_server, server_in, to_client, client_in, anyio.create_task_group() as tasks:
+            tasks.start_soon(serve)
+            transport = SignedTransport(client_streams(), agent_security, server_identity=SERVER_IDENTITY)
+            async with Client(transport, mode="legacy") as client:
+                await client.list_tools()
+                for _ in range(2):  # answered each time: the session goes on
+                    with pytest.raises(MCPError) as caught:
+                        await client.call_tool("undecodable_name", {})
+                    assert (caught.value.error.code, caught.value.error.message) == (-32603, "Internal error")
+            tasks.cancel_scope.cancel()

@@ -74,6 +74,9 @@ MAX_OUTSTANDING: Final = 10_000
 
 UNKNOWN_PEER: Final = "mcps:unverified-peer"
 
+INTERNAL_ERROR: Final = -32603
+"""JSON-RPC "Internal error": the answer sent instead of a result that cannot be signed (not I-JSON)."""
+
 UNVERIFIABLE_REFUSAL_KEY: Final = "mcps_unverifiable_refusal"
 """Set (``true``) in the ``data`` of the local error that fails a request answered by an unverifiable refusal."""
 _UNBOUND: Final = frozenset({ErrorCode.AUDIENCE_MISMATCH, ErrorCode.TRANSCRIPT_MISMATCH})
@@ -389,13 +392,27 @@ class SecureChannel:
         kind = message_kind(message)
         if kind.is_response:
             request_id = message.get("id")
-            answer = self._answers.pop(request_id, None) if isinstance(request_id, str | int) else None
-            if answer is None:
-                logger.error("mcps: not sending a response to %r: no verified request with that id", request_id)
+            answer = self._answers.get(request_id) if isinstance(request_id, str | int) else None
+            if answer is None or not isinstance(request_id, str | int):
+                logger.error("mcps: not sending a response to %s: no verified request with that id", _shown(request_id))
                 return None
             if answer.method == "tools/list" and kind is MessageKind.RESULT:
                 message = self._sign_tools(message)
-            return self._sign(message, audience=answer.audience, in_reply_to=answer.sig)
+            del self._answers[request_id]
+            try:
+                return self._sign(message, audience=answer.audience, in_reply_to=answer.sig)
+            except McpsError as error:  # e.g. a tool returned a lone surrogate (a file name read with surrogateescape)
+                logger.error(  # noqa: TRY400 - the detail is the code, not a traceback
+                    "mcps: the answer to request %s cannot be signed (%s); answering with an internal error",
+                    _shown(request_id),
+                    error.diagnostics(),
+                )
+                internal = {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {"code": INTERNAL_ERROR, "message": "Internal error"},
+                }
+                return self._sign(internal, audience=answer.audience, in_reply_to=answer.sig)
         if self._peer is None:
             logger.error("mcps: not sending %s before a verified peer is known", message.get("method"))
             return None
