@@ -9,7 +9,7 @@ caller chooses the audience, the trusted keys and the nonce store.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,14 +95,15 @@ class MessageSigner:
 class MessageVerifier:
     """Verifies messages addressed to ``audience`` from signers that ``keys`` trusts.
 
-    Every argument that decides security is required. ``max_skew`` is the clock skew allowed on ``iat`` and
-    ``exp``; nonces are held until ``exp + max_skew``.
+    Every argument that decides security is required. ``audience`` is the receiver's own name, or its names: its
+    identity and the kid of its own key, either of which a peer may address it by (SPEC.md §4.4, §9.2).
+    ``max_skew`` is the clock skew allowed on ``iat`` and ``exp``; nonces are held until ``exp + max_skew``.
     """
 
     def __init__(
         self,
         *,
-        audience: str,
+        audience: str | Collection[str],
         keys: KeyResolver,
         nonces: NonceStore,
         limits: Limits = DEFAULT_LIMITS,
@@ -111,7 +112,9 @@ class MessageVerifier:
     ) -> None:
         if not 0 <= max_skew <= 300:
             raise ValueError("max_skew must be within 0..300 seconds")
-        self.audience = audience
+        self.audience: tuple[str, ...] = (audience,) if isinstance(audience, str) else tuple(audience)
+        if not self.audience:
+            raise ValueError("a verifier needs the receiver's own name (audience)")
         self._keys = keys
         self._nonces = nonces
         self._limits = limits
