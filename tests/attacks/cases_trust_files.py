@@ -1,7 +1,8 @@
-"""Trust-file attacks: an anchors file (SPEC.md §7.4) or an ``mcps.lock`` (§10.3) that some JSON reader would read
-one way and mcps another, or that smuggles a type past a check. The defender is the loader: an anchors file is
-refused as a whole (MCPS-029, :meth:`TrustAnchors.load`); a lock file is refused with ``ValueError`` ("not a valid
-mcps.lock", :func:`parse_lockfile`, SPEC.md §10.3). These files are local: their errors go to the operator, not to
+"""Trust-file attacks: an anchors file (SPEC.md §7.4), a public key file (a pinned key) or an ``mcps.lock`` (§10.3)
+that some JSON reader would read one way and mcps another, or that smuggles a type past a check. The defender is
+the loader: an anchors file is refused as a whole (MCPS-029, :meth:`TrustAnchors.load`), a key file likewise
+(:func:`load_public_jwk`); a lock file is refused with ``ValueError`` ("not a valid mcps.lock",
+:func:`parse_lockfile`, SPEC.md §10.3). These files are local: their errors go to the operator, not to
 a peer, so they are not searched for the canary.
 """
 
@@ -16,10 +17,11 @@ from mcps.core.tools import pin_hash
 
 from .cases_tools import ECHO
 from .corpus import CANARY, Case, Threat, unique
-from .pki import ANCHOR, LOW_ANCHOR, OTHER_AGENT, SERVER_ID
+from .pki import AGENT, ANCHOR, LOW_ANCHOR, OTHER_AGENT, SERVER_ID
 
 ANCHORS_FILE = "anchors"
 LOCK_FILE = "lock"
+JWK_FILE = "jwk"
 
 
 def anchor_jwk(**changes: Any) -> dict[str, Any]:
@@ -39,6 +41,13 @@ def anchors(attack: bytes, control: bytes) -> Callable[[bool], tuple[str, bytes]
 GOOD_ANCHORS = anchors_file(anchor_jwk())
 
 
+AGENT_JWK = json.dumps(AGENT.public_key.to_jwk()).encode()
+
+
+def jwk(attack: bytes, control: bytes) -> Callable[[bool], tuple[str, bytes]]:
+    return lambda defect: (JWK_FILE, attack if defect else control)
+
+
 def lock_text(servers: Any = None, *, version: Any = 1, raw: bytes | None = None) -> bytes:
     if raw is not None:
         return raw
@@ -55,6 +64,10 @@ GOOD_LOCK = lock_text()
 PIN = pin_hash(ECHO)
 T = Threat.TRUST_FILE
 STRICT = "issue 9 §1.3: fixed on another branch"
+LENIENT_JWK = (
+    "new defect: mcps.core.keys.load_public_jwk reads key files with json.loads (duplicate members pass, "
+    "RecursionError and int-digit ValueError escape) where every other reader parses strictly"
+)
 BOOL_AS_INT = "new defect (class of issue 9 §1.5): mcps_lock compared with == 1, so true and 1.0 pass as version 1"
 
 
@@ -104,6 +117,16 @@ CASES: list[Case[tuple[str, bytes]]] = unique(
         case("anchors-recursion-bomb", E.UNKNOWN_KEY, "100,000 nested arrays",
              anchors(GOOD_ANCHORS.replace(b'{"keys"', b'{"deep": ' + b"[" * 100_000 + b"]" * 100_000 + b', "keys"'),
                      GOOD_ANCHORS.replace(b'{"keys"', b'{"deep": [[[]]], "keys"')), xfail=STRICT),
+        # --- a public key file (MCPS-029) -------------------------------------------------------------------
+        case("jwk-file-dup-x", E.UNKNOWN_KEY, "two x members: the pinned key depends on the parser", jwk(
+            AGENT_JWK.replace(b'"x": ', b'"x": "' + OTHER_AGENT.public_key.to_jwk()["x"].encode() + b'", "x": '),
+            AGENT_JWK.replace(b'"x": ', b'"y0": "' + OTHER_AGENT.public_key.to_jwk()["x"].encode() + b'", "x": ')),
+             xfail=LENIENT_JWK),
+        case("jwk-file-recursion-bomb", E.UNKNOWN_KEY, "100,000 nested arrays beside the key", jwk(
+            AGENT_JWK.replace(b"{", b'{"deep": ' + b"[" * 100_000 + b"]" * 100_000 + b", ", 1),
+            AGENT_JWK.replace(b"{", b'{"deep": [[]], ', 1)), xfail=LENIENT_JWK),
+        case("jwk-file-kid-not-the-thumbprint", E.UNKNOWN_KEY, "kid names another key", jwk(
+            json.dumps({**AGENT.public_key.to_jwk(), "kid": OTHER_AGENT.kid}).encode(), AGENT_JWK)),
         # --- lock files (refused: ValueError) ----------------------------------------------------------------
         case("lock-dup-tool-pin", None, "two pins for echo: which one is approved?", lock(
             GOOD_LOCK.replace(b'"echo": ', b'"echo": "' + pin_hash(ECHO | {"description": CANARY}).encode() + b'", "echo": '),

@@ -1,5 +1,5 @@
-"""Runner for the trust-file table: the anchors loader refuses each attack file as a whole with its code (and
-loads the control); the lock-file parser refuses each attack with ``ValueError`` (and parses the control)."""
+"""Runner for the trust-file table: the anchors and key-file loaders refuse each attack file with its code (and
+load the control); the lock-file parser refuses each attack with ``ValueError`` (and parses the control)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from mcps.core.errors import McpsError
+from mcps.core.keys import load_public_jwk
 from mcps.core.tools import parse_lockfile
 from mcps.identity.anchors import TrustAnchors
 
-from .cases_trust_files import ANCHORS_FILE, CASES
+from .cases_trust_files import ANCHORS_FILE, CASES, JWK_FILE
 from .corpus import Case, case_params
 
 
@@ -19,6 +20,9 @@ def load(kind: str, data: bytes, path: Path) -> object:
     if kind == ANCHORS_FILE:
         path.write_bytes(data)
         return TrustAnchors.load(path)
+    if kind == JWK_FILE:
+        path.write_bytes(data)
+        return load_public_jwk(path)
     return parse_lockfile(data)
 
 
