@@ -192,6 +192,11 @@ LOG_CASES: list[Case[LogScenario]] = unique(
              log(rewrite(39, edited_json(decision="deny"))), K.MODIFIED, {30}),
         case("audit-row-not-json", "entry 17 replaced by bytes that are not JSON",
              log(rewrite(17, lambda _d: b"not json " + CANARY.encode())), K.MODIFIED, {17}),
+        case("audit-row-recursion-bomb", "entry 17 replaced by 100,000 nested arrays",
+             log(rewrite(17, lambda _d: b"[" * 100_000 + b"]" * 100_000)), K.MODIFIED, {17},
+             xfail="new defect: audit.entry.parse_entry reads rows with json.loads and verify_log catches only "
+                   "ValueError, so a row of deeply nested JSON raises RecursionError out of verify_log (and out of "
+                   "mcps audit verify / export as a traceback) instead of naming the row modified"),
         case("audit-row-prev-edited", "entry 17's prev points elsewhere (leaf fixed)",
              log(rewrite(17, edited_json(prev=b64u_encode(bytes(32))))), K.MODIFIED, {16, 17}),
         case("audit-leaf-not-binary", "a leaf column holding text", log(sql(

@@ -17,11 +17,12 @@ from mcps.core.tools import pin_hash
 
 from .cases_tools import ECHO
 from .corpus import CANARY, Case, Threat, unique
-from .pki import AGENT, ANCHOR, LOW_ANCHOR, OTHER_AGENT, SERVER_ID
+from .pki import AGENT, ANCHOR, ATTACKER, LOW_ANCHOR, OTHER_AGENT, SERVER, SERVER_ID
 
 ANCHORS_FILE = "anchors"
 LOCK_FILE = "lock"
 JWK_FILE = "jwk"
+KNOWN_KEYS_FILE = "known-keys"
 
 
 def anchor_jwk(**changes: Any) -> dict[str, Any]:
@@ -48,6 +49,15 @@ def jwk(attack: bytes, control: bytes) -> Callable[[bool], tuple[str, bytes]]:
     return lambda defect: (JWK_FILE, attack if defect else control)
 
 
+def known_keys_text(servers: Any = None, *, version: Any = 1) -> bytes:
+    servers = {SERVER_ID: SERVER.public_key.to_jwk()} if servers is None else servers
+    return json.dumps({"mcps_known_keys": version, "servers": servers}).encode()
+
+
+def known_keys(attack: bytes, control: bytes) -> Callable[[bool], tuple[str, bytes]]:
+    return lambda defect: (KNOWN_KEYS_FILE, attack if defect else control)
+
+
 def lock_text(servers: Any = None, *, version: Any = 1, raw: bytes | None = None) -> bytes:
     if raw is not None:
         return raw
@@ -69,6 +79,9 @@ LENIENT_JWK = (
     "RecursionError and int-digit ValueError escape) where every other reader parses strictly"
 )
 BOOL_AS_INT = "new defect (class of issue 9 §1.5): mcps_lock compared with == 1, so true and 1.0 pass as version 1"
+BOOL_AS_INT_KNOWN_KEYS = (
+    "new defect (class of issue 9 §1.5): mcps_known_keys compared with == 1, so true and 1.0 pass as version 1"
+)
 
 
 def case(name: str, code: E | None, summary: str, build: Callable[[bool], tuple[str, bytes]],
@@ -127,6 +140,17 @@ CASES: list[Case[tuple[str, bytes]]] = unique(
             AGENT_JWK.replace(b"{", b'{"deep": [[]], ', 1)), xfail=LENIENT_JWK),
         case("jwk-file-kid-not-the-thumbprint", E.UNKNOWN_KEY, "kid names another key", jwk(
             json.dumps({**AGENT.public_key.to_jwk(), "kid": OTHER_AGENT.kid}).encode(), AGENT_JWK)),
+        # --- a known-keys file of trust on first use (refused: ValueError) -----------------------------------
+        case("known-keys-dup-server", None, "the server listed twice: the attacker's key, then the real one",
+             known_keys(known_keys_text().replace(b'"servers": {', b'"servers": {"' + SERVER_ID.encode() + b'": '
+                                                   + json.dumps(ATTACKER.public_key.to_jwk()).encode() + b", ", 1),
+                        known_keys_text().replace(b'"servers": {', b'"servers": {"' + SERVER_ID.encode() + b'x": '
+                                                  + json.dumps(ATTACKER.public_key.to_jwk()).encode() + b", ", 1))),
+        case("known-keys-version-true", None, "mcps_known_keys = true",
+             known_keys(known_keys_text(version=True), known_keys_text()), xfail=BOOL_AS_INT_KNOWN_KEYS),
+        case("known-keys-bad-key", None, "a server key that is no key",
+             known_keys(known_keys_text({SERVER_ID: {"kty": "OKP", "crv": "Ed25519", "x": CANARY}}),
+                        known_keys_text())),
         # --- lock files (refused: ValueError) ----------------------------------------------------------------
         case("lock-dup-tool-pin", None, "two pins for echo: which one is approved?", lock(
             GOOD_LOCK.replace(b'"echo": ', b'"echo": "' + pin_hash(ECHO | {"description": CANARY}).encode() + b'", "echo": '),

@@ -35,7 +35,8 @@ class StdioServer:
         )
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         assert self.process.stdout is not None
-        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
+        self._reader.start()
 
     def _read(self, stdout: IO[bytes]) -> None:
         for line in stdout:
@@ -69,6 +70,9 @@ class StdioServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._reader.join(TIMEOUT)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         self._log.close()
 
 
