@@ -48,6 +48,7 @@ def check_attack(
     attack: Frames,
     replies: list[dict[str, Any]],
     live_id: str,
+    *,
     statuses: dict[int, int] | None = None,
 ) -> None:
     """``replies``: everything the surface wrote after the attack's last frame, up to the liveness answer.

@@ -63,8 +63,11 @@ def verify_passport_message(token: Callable[[], str]) -> Callable[[bool], CliRun
 
     def build(defect: bool) -> CliRun:
         message = with_passport(call(), token() if defect else passport(now=time.time()))
-        return CliRun(("verify", "--trust", "{dir}/anchors.jwks", "--aud", SERVER_ID, "--store", "{dir}/rev.db"),
-                      dumps(now_signed(message)), KEY_FILES)
+        return CliRun(
+            ("verify", "--trust", "{dir}/anchors.jwks", "--aud", SERVER_ID, "--store", "{dir}/rev.db"),
+            dumps(now_signed(message)),
+            KEY_FILES,
+        )
 
     return build
 
@@ -72,20 +75,24 @@ def verify_passport_message(token: Callable[[], str]) -> Callable[[bool], CliRun
 def passport_file(token: Callable[[], str]) -> Callable[[bool], CliRun]:
     def build(defect: bool) -> CliRun:
         text = (token() if defect else passport(now=time.time(), sub="agent-" + CANARY)) + "\n"
-        return CliRun(("passport", "verify", "{dir}/passport", "--trust", "{dir}/anchors.jwks", "--aud", SERVER_ID),
-                      files={**KEY_FILES, "passport": text.encode()})
+        return CliRun(
+            ("passport", "verify", "{dir}/passport", "--trust", "{dir}/anchors.jwks", "--aud", SERVER_ID),
+            files={**KEY_FILES, "passport": text.encode()},
+        )
 
     return build
 
 
 def audit_verify(edit: Callable[[Any], None]) -> Callable[[bool], CliRun]:
-    return lambda defect: CliRun(("audit", "verify", "--db", "{dir}/audit.db", "--key", "{dir}/log.jwk"),
-                                 audit=edit if defect else None)
+    return lambda defect: CliRun(
+        ("audit", "verify", "--db", "{dir}/audit.db", "--key", "{dir}/log.jwk"), audit=edit if defect else None
+    )
 
 
 def audit_export(fmt: str, edit: Callable[[Any], None]) -> Callable[[bool], CliRun]:
-    return lambda defect: CliRun(("audit", "export", "--db", "{dir}/audit.db", "--format", fmt),
-                                 audit=edit if defect else None)
+    return lambda defect: CliRun(
+        ("audit", "export", "--db", "{dir}/audit.db", "--format", fmt), audit=edit if defect else None
+    )
 
 
 def edit_entry(change: Callable[[bytes], bytes], index: int = 1) -> Callable[[Any], None]:
@@ -96,8 +103,9 @@ def edit_entry(change: Callable[[bytes], bytes], index: int = 1) -> Callable[[An
     return edit
 
 
-def check_evidence(change: Callable[[dict[str, Any]], dict[str, Any]] | None = None, *,
-                   receipt: bytes | None = None) -> Callable[[bool], CliRun]:
+def check_evidence(
+    change: Callable[[dict[str, Any]], dict[str, Any]] | None = None, *, receipt: bytes | None = None
+) -> Callable[[bool], CliRun]:
     """``mcps audit check-evidence`` of entry 1's evidence (the runner writes ``evidence.json``), changed. The log the
     runner builds holds no canary: only what the attacker writes does."""
 
@@ -124,57 +132,180 @@ JSONL_EXPORT = (
 )
 
 
-def case(name: str, code: E | None, summary: str, build: Callable[[bool], CliRun], exit_code: int,
-         threat: Threat = N, xfail: str | None = None) -> Case[CliRun]:
+def case(
+    name: str,
+    code: E | None,
+    summary: str,
+    build: Callable[[bool], CliRun],
+    exit_code: int,
+    *,
+    threat: Threat = N,
+    xfail: str | None = None,
+) -> Case[CliRun]:
     return Case(name, code, threat, build, summary, expect=Exit(exit_code, code), xfail=xfail)
 
 
 CASES: list[Case[CliRun]] = unique(
     [
-        case("cli-verify-tampered", E.BAD_SIGNATURE, "mcps verify: an argument changed after signing",
-             verify(lambda b: b.replace(CANARY.encode(), CANARY.encode() + b"!")), 1),
-        case("cli-verify-dup-key", E.DUPLICATE_KEY, "mcps verify: a duplicate tool name",
-             verify(lambda b: b.replace(b'"name":"echo"', b'"name":"echo","name":"rm_rf"')), 1),
-        case("cli-verify-not-utf8", E.MALFORMED_JSON, "mcps verify: a Latin-1 byte",
-             verify(lambda b: b.replace(CANARY.encode(), CANARY.encode() + b"\xe9")), 1),
-        case("cli-verify-lone-surrogate", E.INVALID_STRING, "mcps verify: a lone surrogate",
-             verify(lambda b: b.replace(CANARY.encode(), CANARY.encode() + b"\\udfff")), 1),
-        case("cli-verify-over-4-mib", E.MESSAGE_TOO_LARGE, "mcps verify: 4 MiB + 1 bytes on stdin",
-             verify(lambda b: b.ljust(4 * 1024 * 1024 + 1, b" ")), 1),
-        case("cli-verify-wrong-audience", E.AUDIENCE_MISMATCH, "mcps verify: signed for another receiver",
-             verify(aud="urn:mcps:attacks:other-server"), 1),
-        case("cli-verify-expired", E.TIMESTAMP_OUT_OF_WINDOW, "mcps verify: signed ten minutes ago",
-             lambda d: CliRun(VERIFY, dumps(sign(call(), now=time.time() - (600 if d else 0))), KEY_FILES), 1),
+        case(
+            "cli-verify-tampered",
+            E.BAD_SIGNATURE,
+            "mcps verify: an argument changed after signing",
+            verify(lambda b: b.replace(CANARY.encode(), CANARY.encode() + b"!")),
+            1,
+        ),
+        case(
+            "cli-verify-dup-key",
+            E.DUPLICATE_KEY,
+            "mcps verify: a duplicate tool name",
+            verify(lambda b: b.replace(b'"name":"echo"', b'"name":"echo","name":"rm_rf"')),
+            1,
+        ),
+        case(
+            "cli-verify-not-utf8",
+            E.MALFORMED_JSON,
+            "mcps verify: a Latin-1 byte",
+            verify(lambda b: b.replace(CANARY.encode(), CANARY.encode() + b"\xe9")),
+            1,
+        ),
+        case(
+            "cli-verify-lone-surrogate",
+            E.INVALID_STRING,
+            "mcps verify: a lone surrogate",
+            verify(lambda b: b.replace(CANARY.encode(), CANARY.encode() + b"\\udfff")),
+            1,
+        ),
+        case(
+            "cli-verify-over-4-mib",
+            E.MESSAGE_TOO_LARGE,
+            "mcps verify: 4 MiB + 1 bytes on stdin",
+            verify(lambda b: b.ljust(4 * 1024 * 1024 + 1, b" ")),
+            1,
+        ),
+        case(
+            "cli-verify-wrong-audience",
+            E.AUDIENCE_MISMATCH,
+            "mcps verify: signed for another receiver",
+            verify(aud="urn:mcps:attacks:other-server"),
+            1,
+        ),
+        case(
+            "cli-verify-expired",
+            E.TIMESTAMP_OUT_OF_WINDOW,
+            "mcps verify: signed ten minutes ago",
+            lambda d: CliRun(VERIFY, dumps(sign(call(), now=time.time() - (600 if d else 0))), KEY_FILES),
+            1,
+        ),
         case("cli-verify-unknown-key", E.UNKNOWN_KEY, "mcps verify: signed by another key", verify(key=ATTACKER), 1),
-        case("cli-verify-passport-unknown-issuer", E.UNKNOWN_KEY, "mcps verify --trust: a passport from a rogue issuer",
-             verify_passport_message(lambda: passport(issuer=ROGUE_ISSUER, now=time.time(), sub="a-" + CANARY)), 1,
-             threat=A),
-        case("cli-verify-passport-malformed", E.PASSPORT_MALFORMED, "mcps verify --trust: a passport that is no JWS",
-             verify_passport_message(lambda: CANARY + ".x.y"), 1, threat=A),
-        case("cli-passport-verify-bad-signature", E.BAD_SIGNATURE, "mcps passport verify: the issuer's signature "
-             "flipped", passport_file(lambda: flip_signature(jws(claims(
-                 sub="agent-" + CANARY, iat=int(time.time()), nbf=int(time.time()), exp=int(time.time()) + 600)))),
-             1, threat=A),
-        case("cli-passport-verify-expired", E.PASSPORT_EXPIRED, "mcps passport verify: expired an hour ago",
-             passport_file(lambda: passport(now=time.time() - 7200, sub="agent-" + CANARY)), 1, threat=A),
-        case("cli-sign-dup-key", E.DUPLICATE_KEY, "mcps sign refuses to sign a message with a duplicate key",
-             lambda d: CliRun(("sign", "--key", "{dir}/agent.pem", "--aud", SERVER_ID), dumps(call()).replace(
-                 b'"name":"echo"', b'"name":"echo","name":"rm_rf"' if d else b'"name":"echo","namf":"rm_rf"')), 2,
-             threat=A),
-        case("cli-audit-verify-edited-row", E.AUDIT_INVALID, "mcps audit verify: a row edited in the database",
-             audit_verify(edit_entry(lambda b: b.replace(b'"call"', b'"deny"'))), 1, threat=D),
-        case("cli-audit-export-unparsable-row", E.AUDIT_INVALID, "mcps audit export --format cef: a row that is not "
-             "JSON stops the export", audit_export("cef", edit_entry(lambda b: b"{" + CANARY.encode())), 1, threat=D),
-        case("cli-audit-export-jsonl-forged-line", E.AUDIT_INVALID, "mcps audit export --format jsonl: a row holding "
-             "a newline and a forged entry", audit_export("jsonl", edit_entry(
-                 lambda b: b + b'\n{"event":"call","decision":"allow","tool":"' + CANARY.encode() + b'"}')), 1,
-             threat=D, xfail=JSONL_EXPORT),
-        case("cli-audit-check-evidence-edited", E.AUDIT_INVALID, "mcps audit check-evidence: the entry edited",
-             check_evidence(lambda v: {**v, "entry": {**v["entry"], "tool": CANARY}}), 1, threat=D),
-        case("cli-audit-check-evidence-deep-receipt", None, "mcps audit check-evidence --receipt: a receipt file of "
-             "100,000 nested arrays", check_evidence(receipt=DEEP), 2, threat=T, xfail=NO_TRACEBACK),
-        case("cli-verify-deep-jwk-file", None, "mcps verify --key: a key file of 100,000 nested arrays",
-             lambda d: CliRun(VERIFY, dumps(now_signed()), {**KEY_FILES, "agent.jwk": DEEP if d else AGENT_JWK}), 2,
-             threat=T, xfail=NO_TRACEBACK),
+        case(
+            "cli-verify-passport-unknown-issuer",
+            E.UNKNOWN_KEY,
+            "mcps verify --trust: a passport from a rogue issuer",
+            verify_passport_message(lambda: passport(issuer=ROGUE_ISSUER, now=time.time(), sub="a-" + CANARY)),
+            1,
+            threat=A,
+        ),
+        case(
+            "cli-verify-passport-malformed",
+            E.PASSPORT_MALFORMED,
+            "mcps verify --trust: a passport that is no JWS",
+            verify_passport_message(lambda: CANARY + ".x.y"),
+            1,
+            threat=A,
+        ),
+        case(
+            "cli-passport-verify-bad-signature",
+            E.BAD_SIGNATURE,
+            "mcps passport verify: the issuer's signature flipped",
+            passport_file(
+                lambda: flip_signature(
+                    jws(
+                        claims(
+                            sub="agent-" + CANARY,
+                            iat=int(time.time()),
+                            nbf=int(time.time()),
+                            exp=int(time.time()) + 600,
+                        )
+                    )
+                )
+            ),
+            1,
+            threat=A,
+        ),
+        case(
+            "cli-passport-verify-expired",
+            E.PASSPORT_EXPIRED,
+            "mcps passport verify: expired an hour ago",
+            passport_file(lambda: passport(now=time.time() - 7200, sub="agent-" + CANARY)),
+            1,
+            threat=A,
+        ),
+        case(
+            "cli-sign-dup-key",
+            E.DUPLICATE_KEY,
+            "mcps sign refuses to sign a message with a duplicate key",
+            lambda d: CliRun(
+                ("sign", "--key", "{dir}/agent.pem", "--aud", SERVER_ID),
+                dumps(call()).replace(
+                    b'"name":"echo"', b'"name":"echo","name":"rm_rf"' if d else b'"name":"echo","namf":"rm_rf"'
+                ),
+            ),
+            2,
+            threat=A,
+        ),
+        case(
+            "cli-audit-verify-edited-row",
+            E.AUDIT_INVALID,
+            "mcps audit verify: a row edited in the database",
+            audit_verify(edit_entry(lambda b: b.replace(b'"call"', b'"deny"'))),
+            1,
+            threat=D,
+        ),
+        case(
+            "cli-audit-export-unparsable-row",
+            E.AUDIT_INVALID,
+            "mcps audit export --format cef: a row that is not JSON stops the export",
+            audit_export("cef", edit_entry(lambda b: b"{" + CANARY.encode())),
+            1,
+            threat=D,
+        ),
+        case(
+            "cli-audit-export-jsonl-forged-line",
+            E.AUDIT_INVALID,
+            "mcps audit export --format jsonl: a row holding a newline and a forged entry",
+            audit_export(
+                "jsonl",
+                edit_entry(lambda b: b + b'\n{"event":"call","decision":"allow","tool":"' + CANARY.encode() + b'"}'),
+            ),
+            1,
+            threat=D,
+            xfail=JSONL_EXPORT,
+        ),
+        case(
+            "cli-audit-check-evidence-edited",
+            E.AUDIT_INVALID,
+            "mcps audit check-evidence: the entry edited",
+            check_evidence(lambda v: {**v, "entry": {**v["entry"], "tool": CANARY}}),
+            1,
+            threat=D,
+        ),
+        case(
+            "cli-audit-check-evidence-deep-receipt",
+            None,
+            "mcps audit check-evidence --receipt: a receipt file of 100,000 nested arrays",
+            check_evidence(receipt=DEEP),
+            2,
+            threat=T,
+            xfail=NO_TRACEBACK,
+        ),
+        case(
+            "cli-verify-deep-jwk-file",
+            None,
+            "mcps verify --key: a key file of 100,000 nested arrays",
+            lambda d: CliRun(VERIFY, dumps(now_signed()), {**KEY_FILES, "agent.jwk": DEEP if d else AGENT_JWK}),
+            2,
+            threat=T,
+            xfail=NO_TRACEBACK,
+        ),
     ]
 )

@@ -102,8 +102,13 @@ def granted(make: Callable[[dict[str, Any]], object]) -> Callable[[bool], GrantS
 
 def forged(**changes: Any) -> Callable[[bool], GrantScenario]:
     """The attack's grant is signed by the gateway over claims with ``changes``; the control's over the right ones."""
-    return lambda defect: GrantScenario((Sent(carrying(r := request(), jws(
-        claims(r, **changes) if defect else claims(r), key=GATEWAY, typ=GRANT_TYP))),))
+    return lambda defect: GrantScenario(
+        (
+            Sent(
+                carrying(r := request(), jws(claims(r, **changes) if defect else claims(r), key=GATEWAY, typ=GRANT_TYP))
+            ),
+        )
+    )
 
 
 def reused(second_request: Callable[[], dict[str, Any]]) -> Callable[[bool], GrantScenario]:
@@ -113,10 +118,12 @@ def reused(second_request: Callable[[], dict[str, Any]]) -> Callable[[bool], Gra
         first = request()
         first_grant = grant(first)
         second = second_request()
-        return GrantScenario((
-            Sent(carrying(first, first_grant)),
-            Sent(carrying(second, first_grant if defect else grant(second))),
-        ))
+        return GrantScenario(
+            (
+                Sent(carrying(first, first_grant)),
+                Sent(carrying(second, first_grant if defect else grant(second))),
+            )
+        )
 
     return build
 
@@ -144,61 +151,179 @@ G = Threat.GATEWAY
 A = Threat.AGENT
 
 
-def case(name: str, code: E, summary: str, build: Callable[[bool], GrantScenario], threat: Threat = N) -> Case[GrantScenario]:
+def case(
+    name: str, code: E, summary: str, build: Callable[[bool], GrantScenario], threat: Threat = N
+) -> Case[GrantScenario]:
     return Case(name, code, threat, build, summary)
 
 
 CASES: list[Case[GrantScenario]] = unique(
     [
         case("grant-missing", E.GRANT_INVALID, "a call to a tool that needs a grant, without one", missing, A),
-        case("grant-replay-other-args", E.GRANT_MISMATCH, "a used grant reused on a call with other arguments",
-             reused(lambda: request(arguments={"text": CANARY + "-other"}))),
-        case("grant-replay-same-args-new-request", E.GRANT_MISMATCH,
-             "a used grant reused on a new signed request with the same tool and arguments", reused(request)),
-        case("grant-for-another-tool", E.GRANT_MISMATCH, "a grant for echo on a call to rm_rf",
-             granted(lambda r: grant(r, tool="echo")), G),
-        case("grant-for-other-arguments", E.GRANT_MISMATCH, "a grant minted for other arguments",
-             granted(lambda r: grant(r, arguments={"text": "harmless"})), G),
-        case("grant-for-another-request", E.GRANT_MISMATCH, "a grant bound to another agent request",
-             granted(lambda r: grant(r, request_sig=sig_of(request()))), G),
-        case("grant-for-another-agent", E.GRANT_MISMATCH, "a grant naming another agent",
-             granted(lambda r: grant(r, sub=OTHER_AGENT.kid)), G),
-        case("grant-for-another-server", E.AUDIENCE_MISMATCH, "a grant minted for another upstream",
-             granted(lambda r: grant(r, aud="urn:mcps:attacks:other-server")), G),
-        case("grant-expired-beyond-skew", E.GRANT_INVALID, "exp 31 s ago (control: 30 s)",
-             lambda d: GrantScenario((Sent(carrying(r := request(), grant(r, now=NOW - (61 if d else 60)))),))),
-        case("grant-not-yet-valid", E.GRANT_INVALID, "iat 31 s ahead (control: 30 s)",
-             lambda d: GrantScenario((Sent(carrying(r := request(), grant(r, now=NOW + (31 if d else 30)))),))),
-        case("grant-lifetime-61-seconds", E.GRANT_INVALID, "exp − iat = 61 (control: 60)",
-             lambda d: GrantScenario((Sent(carrying(r := request(), jws(
-                 claims(r, exp=NOW + (61 if d else 60)), key=GATEWAY, typ=GRANT_TYP))),))),
-        case("grant-from-an-untrusted-gateway", E.GRANT_INVALID, "minted by a key the server does not trust",
-             granted(lambda r: grant(r, key=ROGUE_GATEWAY)), G),
-        case("grant-signature-bit-flip", E.GRANT_INVALID, "one bit of the grant's signature flipped",
-             granted(lambda r: flip_signature(grant(r)))),
-        case("grant-typ-passport", E.GRANT_INVALID, "a passport-typed token as a grant",
-             granted(lambda r: jws(claims(r), key=GATEWAY, typ="mcps-passport+jwt")), A),
-        case("grant-alg-none", E.ALGORITHM_MISMATCH, 'header alg "none"', granted(lambda r: jws(
-            claims(r), key=GATEWAY, header={"alg": "none", "typ": GRANT_TYP, "kid": GATEWAY.kid})), A),
-        case("grant-header-x5u", E.GRANT_INVALID, "an x5u header", granted(lambda r: jws(
-            claims(r), key=GATEWAY, header={"alg": "EdDSA", "typ": GRANT_TYP, "kid": GATEWAY.kid,
-                                            "x5u": f"https://{CANARY}.example/cert"})), A),
+        case(
+            "grant-replay-other-args",
+            E.GRANT_MISMATCH,
+            "a used grant reused on a call with other arguments",
+            reused(lambda: request(arguments={"text": CANARY + "-other"})),
+        ),
+        case(
+            "grant-replay-same-args-new-request",
+            E.GRANT_MISMATCH,
+            "a used grant reused on a new signed request with the same tool and arguments",
+            reused(request),
+        ),
+        case(
+            "grant-for-another-tool",
+            E.GRANT_MISMATCH,
+            "a grant for echo on a call to rm_rf",
+            granted(lambda r: grant(r, tool="echo")),
+            G,
+        ),
+        case(
+            "grant-for-other-arguments",
+            E.GRANT_MISMATCH,
+            "a grant minted for other arguments",
+            granted(lambda r: grant(r, arguments={"text": "harmless"})),
+            G,
+        ),
+        case(
+            "grant-for-another-request",
+            E.GRANT_MISMATCH,
+            "a grant bound to another agent request",
+            granted(lambda r: grant(r, request_sig=sig_of(request()))),
+            G,
+        ),
+        case(
+            "grant-for-another-agent",
+            E.GRANT_MISMATCH,
+            "a grant naming another agent",
+            granted(lambda r: grant(r, sub=OTHER_AGENT.kid)),
+            G,
+        ),
+        case(
+            "grant-for-another-server",
+            E.AUDIENCE_MISMATCH,
+            "a grant minted for another upstream",
+            granted(lambda r: grant(r, aud="urn:mcps:attacks:other-server")),
+            G,
+        ),
+        case(
+            "grant-expired-beyond-skew",
+            E.GRANT_INVALID,
+            "exp 31 s ago (control: 30 s)",
+            lambda d: GrantScenario((Sent(carrying(r := request(), grant(r, now=NOW - (61 if d else 60)))),)),
+        ),
+        case(
+            "grant-not-yet-valid",
+            E.GRANT_INVALID,
+            "iat 31 s ahead (control: 30 s)",
+            lambda d: GrantScenario((Sent(carrying(r := request(), grant(r, now=NOW + (31 if d else 30)))),)),
+        ),
+        case(
+            "grant-lifetime-61-seconds",
+            E.GRANT_INVALID,
+            "exp − iat = 61 (control: 60)",
+            lambda d: GrantScenario(
+                (
+                    Sent(
+                        carrying(
+                            r := request(), jws(claims(r, exp=NOW + (61 if d else 60)), key=GATEWAY, typ=GRANT_TYP)
+                        )
+                    ),
+                )
+            ),
+        ),
+        case(
+            "grant-from-an-untrusted-gateway",
+            E.GRANT_INVALID,
+            "minted by a key the server does not trust",
+            granted(lambda r: grant(r, key=ROGUE_GATEWAY)),
+            G,
+        ),
+        case(
+            "grant-signature-bit-flip",
+            E.GRANT_INVALID,
+            "one bit of the grant's signature flipped",
+            granted(lambda r: flip_signature(grant(r))),
+        ),
+        case(
+            "grant-typ-passport",
+            E.GRANT_INVALID,
+            "a passport-typed token as a grant",
+            granted(lambda r: jws(claims(r), key=GATEWAY, typ="mcps-passport+jwt")),
+            A,
+        ),
+        case(
+            "grant-alg-none",
+            E.ALGORITHM_MISMATCH,
+            'header alg "none"',
+            granted(
+                lambda r: jws(claims(r), key=GATEWAY, header={"alg": "none", "typ": GRANT_TYP, "kid": GATEWAY.kid})
+            ),
+            A,
+        ),
+        case(
+            "grant-header-x5u",
+            E.GRANT_INVALID,
+            "an x5u header",
+            granted(
+                lambda r: jws(
+                    claims(r),
+                    key=GATEWAY,
+                    header={
+                        "alg": "EdDSA",
+                        "typ": GRANT_TYP,
+                        "kid": GATEWAY.kid,
+                        "x5u": f"https://{CANARY}.example/cert",
+                    },
+                )
+            ),
+            A,
+        ),
         case("grant-jti-too-short", E.GRANT_INVALID, "a 15-byte jti", forged(jti=b64u_encode(b"x" * 15))),
         case("grant-level-true", E.GRANT_INVALID, "tl = true", forged(tl=True)),
         case("grant-iat-fraction", E.GRANT_INVALID, "iat with a fraction", forged(iat=NOW + 0.5)),
         case("grant-req-missing", E.GRANT_INVALID, "no req claim", forged(req=None)),
-        case("grant-payload-dup-tool", E.GRANT_INVALID, "two tool claims: echo, then rm_rf",
-             lambda d: GrantScenario((Sent(carrying(r := request(), jws(
-                 canonicalize(claims(r)).replace(b'"tool":', b'"tool":"echo","tool":' if d else b'"tooi":"echo","tool":'),
-                 key=GATEWAY, typ=GRANT_TYP))),))),
-        case("grant-over-8-kib", E.GRANT_INVALID, "a grant of more than 8192 characters",
-             granted(lambda r: jws(claims(r, scope=" ".join([CANARY] * 700)), key=GATEWAY, typ=GRANT_TYP))),
+        case(
+            "grant-payload-dup-tool",
+            E.GRANT_INVALID,
+            "two tool claims: echo, then rm_rf",
+            lambda d: GrantScenario(
+                (
+                    Sent(
+                        carrying(
+                            r := request(),
+                            jws(
+                                canonicalize(claims(r)).replace(
+                                    b'"tool":', b'"tool":"echo","tool":' if d else b'"tooi":"echo","tool":'
+                                ),
+                                key=GATEWAY,
+                                typ=GRANT_TYP,
+                            ),
+                        )
+                    ),
+                )
+            ),
+        ),
+        case(
+            "grant-over-8-kib",
+            E.GRANT_INVALID,
+            "a grant of more than 8192 characters",
+            granted(lambda r: jws(claims(r, scope=" ".join([CANARY] * 700)), key=GATEWAY, typ=GRANT_TYP)),
+        ),
         case("grant-not-a-string", E.GRANT_INVALID, "mcps/grant is an object", granted(lambda r: {"jti": CANARY}), A),
-        case("grant-forged-on-a-tool-that-needs-none", E.GRANT_INVALID,
-             "a junk grant on a call to echo (no grant needed): verified anyway, never handed to the tool",
-             lambda d: GrantScenario((Sent(carrying(request("echo"), CANARY) if d else dumps(request("echo"))),))),
-        case("grant-replayed-to-a-replica", E.GRANT_REPLAYED,
-             "the same granted request sent to a second replica that shares only the grant store", replica_replay),
+        case(
+            "grant-forged-on-a-tool-that-needs-none",
+            E.GRANT_INVALID,
+            "a junk grant on a call to echo (no grant needed): verified anyway, never handed to the tool",
+            lambda d: GrantScenario((Sent(carrying(request("echo"), CANARY) if d else dumps(request("echo"))),)),
+        ),
+        case(
+            "grant-replayed-to-a-replica",
+            E.GRANT_REPLAYED,
+            "the same granted request sent to a second replica that shares only the grant store",
+            replica_replay,
+        ),
         case("grant-store-down", E.STORE_UNAVAILABLE, "the grant store cannot answer: refused", store_down),
     ]
 )

@@ -20,8 +20,15 @@ MIB = 4 * 1024 * 1024
 def message(arguments: bytes = b"", *, params: bytes = b"", top: bytes = b"") -> bytes:
     """A tools/call request: ``arguments``, ``params`` and ``top`` are spliced in after the canary argument."""
     return (
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call"' + top + b',"params":{"name":"echo"' + params
-        + b',"arguments":{"text":"' + _C + b'"' + arguments + b"}}}"
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call"'
+        + top
+        + b',"params":{"name":"echo"'
+        + params
+        + b',"arguments":{"text":"'
+        + _C
+        + b'"'
+        + arguments
+        + b"}}}"
     )
 
 
@@ -124,9 +131,7 @@ CASES: list[Case[bytes]] = unique(
             message(b',"n":-1'),
         ),
         case("float-overflow", E.NUMBER_NOT_IJSON, "1e400", message(b',"n":1e400'), message(b',"n":1e300')),
-        case(
-            "negative-float-overflow", E.NUMBER_NOT_IJSON, "-1e400", message(b',"n":-1e400'), message(b',"n":-1e300')
-        ),
+        case("negative-float-overflow", E.NUMBER_NOT_IJSON, "-1e400", message(b',"n":-1e400'), message(b',"n":-1e300')),
         case(
             "float-overflow-by-rounding",
             E.NUMBER_NOT_IJSON,
@@ -164,10 +169,18 @@ CASES: list[Case[bytes]] = unique(
         ),
         # --- strings (MCPS-022) -----------------------------------------------------------------------------
         case(
-            "lone-surrogate-high", E.INVALID_STRING, "\\ud800 alone", message(b',"s":"\\ud800"'), message(b',"s":"\\ud7ff"')
+            "lone-surrogate-high",
+            E.INVALID_STRING,
+            "\\ud800 alone",
+            message(b',"s":"\\ud800"'),
+            message(b',"s":"\\ud7ff"'),
         ),
         case(
-            "lone-surrogate-low", E.INVALID_STRING, "\\udc00 alone", message(b',"s":"\\udc00"'), message(b',"s":"\\ue000"')
+            "lone-surrogate-low",
+            E.INVALID_STRING,
+            "\\udc00 alone",
+            message(b',"s":"\\udc00"'),
+            message(b',"s":"\\ue000"'),
         ),
         case(
             "lone-surrogate-in-key",
@@ -205,7 +218,9 @@ CASES: list[Case[bytes]] = unique(
             message(params=b',"title":"echo\\u00e9"'),
         ),
         # --- UTF-8 and JSON syntax (MCPS-019) ---------------------------------------------------------------
-        case("utf8-bom", E.MALFORMED_JSON, "a byte order mark before the object", b"\xef\xbb\xbf" + message(), message()),
+        case(
+            "utf8-bom", E.MALFORMED_JSON, "a byte order mark before the object", b"\xef\xbb\xbf" + message(), message()
+        ),
         case(
             "utf8-overlong-solidus",
             E.MALFORMED_JSON,
@@ -249,9 +264,7 @@ CASES: list[Case[bytes]] = unique(
             message() + b" ",
         ),
         case("json-two-values", E.MALFORMED_JSON, "two objects in one frame", message() + message(), message()),
-        case(
-            "json-single-quotes", E.MALFORMED_JSON, "a single-quoted string", message(b",'s':1"), message(b',"s":1')
-        ),
+        case("json-single-quotes", E.MALFORMED_JSON, "a single-quoted string", message(b",'s':1"), message(b',"s":1')),
         case("json-trailing-comma", E.MALFORMED_JSON, "a trailing comma", message(b',"s":1,'), message(b',"s":1')),
         case("json-comment", E.MALFORMED_JSON, "a comment", message(b',"s":1/*x*/'), message(b',"s":1')),
         case("json-unquoted-key", E.MALFORMED_JSON, "an unquoted member name", message(b",s:1"), message(b',"s":1')),
@@ -274,7 +287,10 @@ CASES: list[Case[bytes]] = unique(
         case("json-leading-zero", E.MALFORMED_JSON, "010", message(b',"n":010'), message(b',"n":10')),
         case("json-plus-sign", E.MALFORMED_JSON, "+1", message(b',"n":+1'), message(b',"n":1')),
         case(
-            "json-invalid-escape", E.MALFORMED_JSON, "an escape JSON does not have", message(b',"s":"\\x41"'),
+            "json-invalid-escape",
+            E.MALFORMED_JSON,
+            "an escape JSON does not have",
+            message(b',"s":"\\x41"'),
             message(b',"s":"\\u0041"'),
         ),
         # --- depth (MCPS-023) -------------------------------------------------------------------------------

@@ -140,7 +140,9 @@ def assert_no_canary(*seen: Any) -> None:
 
 def assert_carries_canary(attack: Any) -> None:
     """Guard for the corpus itself: an attack that holds no canary would make the leak check vacuous."""
-    text = attack if isinstance(attack, str) else (
-        bytes(attack).decode("latin-1") if isinstance(attack, bytes | bytearray) else json.dumps(attack)
+    text = (
+        attack
+        if isinstance(attack, str)
+        else (bytes(attack).decode("latin-1") if isinstance(attack, bytes | bytearray) else json.dumps(attack))
     )
     assert CANARY in text, "the attack input carries no canary"

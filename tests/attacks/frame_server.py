@@ -40,7 +40,7 @@ def build_server() -> MCPServer:
         return f"REACHED rm_rf: {text}"
 
     @server.tool()
-    def number(value: int | float) -> str:  # noqa: PYI041 - the point is which of the two the tool receives
+    def number(value: int | float) -> str:
         """The type and value of the number received."""
         return f"{type(value).__name__}:{value!r}"
 

@@ -18,7 +18,16 @@ from mcps.audit import AuditEvent, AuditLogDefect, SqliteAuditLog, build_evidenc
 from mcps.audit.log import Receipt
 from mcps.core.errors import McpsError
 
-from .cases_audit import BATCH, ENTRIES, EVIDENCE_CASES, EVIDENCE_INDEX, LOG_CASES, LOG_KEY, EvidenceScenario, LogScenario
+from .cases_audit import (
+    BATCH,
+    ENTRIES,
+    EVIDENCE_CASES,
+    EVIDENCE_INDEX,
+    LOG_CASES,
+    LOG_KEY,
+    EvidenceScenario,
+    LogScenario,
+)
 from .corpus import CANARY, Case, assert_no_canary, case_params
 from .pki import AGENT_ID, NOW
 
@@ -42,8 +51,11 @@ def base_log(tmp_path_factory: pytest.TempPathFactory) -> BaseLog:
         try:
             receipts = await asyncio.gather(
                 *(
-                    log.append(AuditEvent(event="call", agent=AGENT_ID, tool="echo-" + CANARY, decision="allow",
-                                          request_id=index))
+                    log.append(
+                        AuditEvent(
+                            event="call", agent=AGENT_ID, tool="echo-" + CANARY, decision="allow", request_id=index
+                        )
+                    )
                     for index in range(ENTRIES)
                 )
             )

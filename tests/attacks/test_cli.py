@@ -36,7 +36,7 @@ def prepare(run: CliRun, where: Path) -> None:
     save_private_key(AGENT, where / "agent.pem")
     for name, data in run.files.items():
         (where / name).write_bytes(data)
-    if run.audit is None and not any("audit" == arg for arg in run.argv):
+    if run.audit is None and not any(arg == "audit" for arg in run.argv):
         return
     (where / "log.jwk").write_text(json.dumps(LOG_KEY.public_key.to_jwk()))
 

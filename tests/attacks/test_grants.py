@@ -51,7 +51,8 @@ def replicas(scenario: GrantScenario) -> list[SecureChannel]:
 
 def assert_delivered_with_grant(decision: Inbound) -> None:
     assert decision.reply is None, decision.reply
-    assert decision.deliver is not None and decision.caller is not None
+    assert decision.deliver is not None
+    assert decision.caller is not None
     if decision.deliver["params"]["name"] == "rm_rf":
         assert decision.caller.grant is not None
 

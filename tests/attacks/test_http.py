@@ -101,13 +101,15 @@ def test_http_attack(case: Case[Frames], http: Endpoint) -> None:
     *before, last = attack.frames
     for raw in before:
         status, reply = post(http, raw)
-        assert status == 200 and reply is not None and "result" in reply, reply
+        assert status == 200, reply
+        assert reply is not None
+        assert "result" in reply, reply
     answered = [post(http, last)]
     live_id, live = liveness()
     answered.append(post(http, live))
     replies = [reply for _, reply in answered if reply is not None]
     statuses = {index: status for index, (status, reply) in enumerate(r for r in answered if r[1] is not None)}
-    check_attack(case, "http", attack, replies, live_id, statuses)
+    check_attack(case, "http", attack, replies, live_id, statuses=statuses)
 
 
 def send(http: Endpoint, request: HttpRequest) -> httpx.Response:

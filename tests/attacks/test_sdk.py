@@ -22,7 +22,7 @@ from mcps.bindings.streams import secure_frame_streams
 from mcps.core.tools import sign_tool
 
 from .binding_harness import TIMEOUT, check_answered, check_attack, liveness, parse_line
-from .cases_bindings import CLIENT_CASES, FRAME_CASES, Answer, Frames, frame, result_for
+from .cases_bindings import CLIENT_CASES, FRAME_CASES, Answer, Frames, frame
 from .cases_tools import tool
 from .corpus import CANARY, Case, assert_no_canary, case_params
 from .frame_server import build_server, security
@@ -151,8 +151,12 @@ async def fake_server(stdin: Lines, stdout: Pipe, answer: Answer, sent_to_server
             result = INITIALIZED
         elif method == "tools/list":
             result = {"tools": [sign_tool(tool("echo", "Echo the text back."), SERVER, now=NOW)]}
-        signed = sign({"jsonrpc": "2.0", "id": message["id"], "result": result}, SERVER, aud=AGENT.kid,
-                      in_reply_to=message["params"]["_meta"]["mcps/sig"]["sig"])
+        signed = sign(
+            {"jsonrpc": "2.0", "id": message["id"], "result": result},
+            SERVER,
+            aud=AGENT.kid,
+            in_reply_to=message["params"]["_meta"]["mcps/sig"]["sig"],
+        )
         await stdout.write(frame(signed) + b"\n")
 
 
@@ -161,8 +165,9 @@ async def agent_call(answer: Answer) -> tuple[Any, list[dict[str, Any]]]:
     fake server received)."""
     to_server, from_server = Pipe(), Pipe()
     agent = SecureChannel(
-        ChannelSecurity(key=AGENT, trusted=PinnedKeys([SERVER.public_key]), nonces=MemoryNonceStore(),
-                        clock=lambda: NOW),
+        ChannelSecurity(
+            key=AGENT, trusted=PinnedKeys([SERVER.public_key]), nonces=MemoryNonceStore(), clock=lambda: NOW
+        ),
         peer=SERVER_ID,
     )
     received: list[dict[str, Any]] = []
@@ -214,4 +219,3 @@ async def test_sdk_client_attack(case: Case[Answer]) -> None:
     assert result.error.code == case.code.jsonrpc, result.error
     assert result.error.data["mcps_code"] == case.code.mcps
     assert_no_canary(result.error.message, json.dumps(result.error.data))
-

@@ -26,12 +26,18 @@ class StdioServer:
     """The frame server as a child process; lines it writes are read by a thread into a queue."""
 
     def __init__(self, log: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               "MCPS_ATTACKS_NOW": str(NOW)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            "MCPS_ATTACKS_NOW": str(NOW),
+        }
         self._log = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "attacks.frame_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, env=env,
+            [sys.executable, "-m", "attacks.frame_server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
         )
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         assert self.process.stdout is not None

@@ -32,7 +32,8 @@ def agent(scenario: ToolScenario) -> SecureChannel:
 async def server_says(channel: SecureChannel, message: dict[str, Any], request_sig: str | None = None) -> None:
     signed = sign(message, SERVER, aud=AGENT.kid, in_reply_to=request_sig)
     decision = await channel.receive(signed)
-    assert decision.deliver is not None and "error" not in decision.deliver, decision.deliver
+    assert decision.deliver is not None
+    assert "error" not in decision.deliver, decision.deliver
 
 
 async def run(scenario: ToolScenario) -> dict[str, Any]:

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from mcps.bindings.tofu import UnsafeTrustOnFirstUse, UnsafeTrustWarning
 from mcps.core.errors import McpsError
 from mcps.core.keys import load_public_jwk
 from mcps.core.tools import parse_lockfile
 from mcps.identity.anchors import TrustAnchors
 
-from mcps.bindings.tofu import UnsafeTrustOnFirstUse, UnsafeTrustWarning
-
 from .cases_trust_files import ANCHORS_FILE, CASES, JWK_FILE, KNOWN_KEYS_FILE, LOCK_FILE
-from .pki import SERVER_ID
 from .corpus import Case, case_params
+from .pki import SERVER_ID
 
 
 def load(kind: str, data: bytes, path: Path) -> object:
