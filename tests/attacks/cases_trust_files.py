@@ -87,7 +87,7 @@ BOOL_AS_INT_KNOWN_KEYS = (
 def case(
     name: str, code: E | None, summary: str, build: Callable[[bool], tuple[str, bytes]], xfail: str | None = None
 ) -> Case[tuple[str, bytes]]:
-    return Case(name, code, T, build, summary, xfail=xfail)
+    return Case(name, code, T, build, summary, expect="ValueError" if code is None else None, xfail=xfail)
 
 
 CASES: list[Case[tuple[str, bytes]]] = unique(

@@ -59,7 +59,7 @@ class Threat(enum.Enum):
     AGENT = "malicious agent"
     DATABASE = "holder of the database"
     LOG_KEY = "insider with the log key"
-    TRUST_FILE = "supplier of a trust file (anchors, lock file)"
+    TRUST_FILE = "supplier of a trust file (anchors, keys, lock, known keys)"
 
 
 @dataclass(frozen=True)
