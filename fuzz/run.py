@@ -232,20 +232,19 @@ def main() -> int:
             print(f"    {found['count']:>9,} × {kind}  [{label}] (smallest: {found['example']}, {found['size']} bytes)")
     total_inputs = sum(result["inputs"] for result in results)
     total_unhandled = sum(result["unhandled"] for result in results)
+    known = sum(found["count"] for result in results for found in result["kinds"].values() if found["known"])
     print(f"{'total':18}{total_inputs:>12,}{total_unhandled:>11,}")
-    args.report.write_text(
-        json.dumps(
-            {
-                "engine": engine,
-                "runs_per_target": args.runs,
-                "targets": results,
-                "inputs": total_inputs,
-                "unhandled": total_unhandled,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    print(f"unhandled: {known:,} from defects already reported (labelled known), {total_unhandled - known:,} new")
+    report = {
+        "engine": engine,
+        "runs_per_target": args.runs,
+        "targets": results,
+        "inputs": total_inputs,
+        "unhandled": total_unhandled,
+        "unhandled_known": known,
+        "unhandled_new": total_unhandled - known,
+    }
+    args.report.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if total_unhandled or any(result.get("died") for result in results) else 0
 
 

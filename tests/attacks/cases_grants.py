@@ -136,6 +136,14 @@ def replica_replay(defect: bool) -> GrantScenario:
     return GrantScenario((Sent(raw, 0), Sent(raw if defect else carrying(other, grant(other)), 1)))
 
 
+def gateway_call(defect: bool) -> GrantScenario:
+    wanted = request()
+    if not defect:
+        return GrantScenario((Sent(carrying(wanted, grant(wanted))),))
+    forged_call = sign(call(next(_ids), name="rm_rf", arguments={"text": CANARY}), GATEWAY)
+    return GrantScenario((Sent(carrying(forged_call, grant(forged_call, sub=GATEWAY.kid))),))
+
+
 def store_down(defect: bool) -> GrantScenario:
     wanted = request()
     return GrantScenario((Sent(carrying(wanted, grant(wanted))),), store_down=defect)
@@ -317,6 +325,13 @@ CASES: list[Case[GrantScenario]] = unique(
             E.GRANT_INVALID,
             "a junk grant on a call to echo (no grant needed): verified anyway, never handed to the tool",
             lambda d: GrantScenario((Sent(carrying(request("echo"), CANARY) if d else dumps(request("echo"))),)),
+        ),
+        case(
+            "gateway-signs-a-call-itself",
+            E.UNKNOWN_KEY,
+            "the gateway makes up a call, signs it with its own key and grants it: it is no agent the server trusts",
+            gateway_call,
+            G,
         ),
         case(
             "grant-replayed-to-a-replica",

@@ -176,6 +176,18 @@ def delegated(
     return agent_request(passport(**leaf_args), [passport(**parent_args), *extra])
 
 
+def stripped_passport() -> bytes:
+    message = json.loads(good())
+    del message["params"]["_meta"]["mcps/passport"]
+    return dumps(message)
+
+
+def upgraded_passport() -> bytes:
+    message = json.loads(good())
+    message["params"]["_meta"]["mcps/passport"] = passport(level=3)
+    return dumps(message)
+
+
 # --- anchors that change ----------------------------------------------------------------------------------------
 
 
@@ -527,6 +539,21 @@ CASES: list[Case[IdScenario]] = unique(
             E.INSUFFICIENT_TRUST,
             "L3 claimed under an anchor capped at L1",
             passports(lambda: passport(issuer=LOW_ANCHOR, level=3), lambda: passport(level=3)),
+        ),
+        case(
+            "passport-stripped-in-transit",
+            E.UNKNOWN_KEY,
+            "a hop removes the passport: no key to resolve",
+            lambda d: one(stripped_passport() if d else good()),
+            threat=G,
+        ),
+        case(
+            "passport-upgraded-in-transit",
+            E.BAD_SIGNATURE,
+            "a hop swaps the agent's L2 passport for an L3 one "
+            "for the same key: the passport is covered by the signature",
+            lambda d: one(upgraded_passport() if d else good()),
+            threat=G,
         ),
         # --- chains (MCPS-014, 001, 009, 011) ----------------------------------------------------------------
         case(
