@@ -84,8 +84,8 @@ def outcome(table: Table, case: Case[Any]) -> str:
             else:
                 parts.append(f"{where}tool receives `{result.text}`")
         return "; ".join(parts)
-    if isinstance(expect, cases_bindings.Answer) or table.module == "cases_bindings":
-        return f"{case.code.mcps}" if case.code else ""
+    if case.surfaces == cases_bindings.CLIENT_SURFACE and case.code is not None:
+        return f"{case.code.mcps} (the call fails with it, or the stray frame is refused with it)"
     return case.code.mcps if case.code else ""
 
 
