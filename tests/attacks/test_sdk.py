@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcps import MemoryNonceStore, PinnedKeys
 from mcps.bindings import ChannelSecurity, SecureChannel
-from mcps.bindings.mcp_server import _lowlevel
+from mcps.bindings._sdk import lowlevel_server
 from mcps.bindings.streams import secure_frame_streams
 from mcps.core.tools import sign_tool
 
@@ -83,7 +83,7 @@ class Lines:
 async def sdk_server() -> AsyncIterator[tuple[Pipe, Lines]]:
     """The frame server under the SDK in this process; yields (its stdin, its stdout lines)."""
     to_server, from_server = Pipe(), Pipe()
-    lowlevel = _lowlevel(build_server())
+    lowlevel = lowlevel_server(build_server())
     channel = SecureChannel(security(), peer=None)
 
     async def serve() -> None:
