@@ -51,6 +51,7 @@ from mcp.shared.message import SessionMessage
 
 from mcps import MemoryNonceStore, PinnedKeys, PrivateKey
 from mcps.bindings import ChannelSecurity, SignedTransport, secure_server_streams, signed_stdio_client
+from mcps.bindings._sdk import lowlevel_server
 from mcps.bindings.channel import Inbound, SecureChannel
 from mcps.core.keys import PublicKey, save_private_key
 
@@ -77,7 +78,7 @@ def make_server() -> MCPServer:
 async def memory_session(signed: bool, agent: PrivateKey, server_key: PrivateKey) -> AsyncIterator[Client]:
     to_server, server_in = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     to_client, client_in = anyio.create_memory_object_stream[SessionMessage | Exception](16)
-    lowlevel = make_server()._lowlevel_server  # what MCPServer.run_stdio_async runs too
+    lowlevel = lowlevel_server(make_server())
 
     @asynccontextmanager
     async def client_streams() -> AsyncIterator[Any]:

@@ -9,7 +9,7 @@ caller chooses the audience, the trusted keys and the nonce store.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,14 +149,15 @@ class MessageSigner:
 class MessageVerifier:
     """Verifies messages addressed to ``audience`` from signers that ``keys`` trusts.
 
-    Every argument that decides security is required. ``max_skew`` is the clock skew allowed on ``iat`` and
-    ``exp``; nonces are held until ``exp + max_skew``.
+    Every argument that decides security is required. ``audience`` is the receiver's own name, or its names: its
+    identity and the kid of its own key, either of which a peer may address it by (SPEC.md §4.4, §9.2).
+    ``max_skew`` is the clock skew allowed on ``iat`` and ``exp``; nonces are held until ``exp + max_skew``.
     """
 
     def __init__(
         self,
         *,
-        audience: str,
+        audience: str | Collection[str],
         keys: KeyResolver,
         nonces: NonceStore,
         limits: Limits = DEFAULT_LIMITS,
@@ -166,7 +167,9 @@ class MessageVerifier:
     ) -> None:
         if not 0 <= max_skew <= 300:
             raise ValueError("max_skew must be within 0..300 seconds")
-        self.audience = audience
+        self.audience: tuple[str, ...] = (audience,) if isinstance(audience, str) else tuple(audience)
+        if not self.audience:
+            raise ValueError("a verifier needs the receiver's own name (audience)")
         self._peer_keys = keys
         self._keys: KeyResolver = keys if hops is None else _BlockKeys(keys, hops)
         self._hops = hops
@@ -189,7 +192,7 @@ class MessageVerifier:
         )
         hops: tuple[VerifiedHop, ...] = ()
         if self._hops is not None:  # 8b. Hop records, before anything is recorded (SPEC.md §12.4)
-            names = (self.audience,)
+            names = self.audience
             hops = verify_hops(
                 message, keys=self._hops.keys, names=names, now=at, skew=self._skew, required=self._hops.required
             )

@@ -7,9 +7,13 @@ can check that an attack reached no tool and was refused with its code.
 With MCPS_TEST_TRUST=passport the server trusts agents through passports instead: the trust anchors are
 anchors.jwks (minimum level L2), and calls to rm_rf need a per-call grant from the gateway key gateway.jwk.
 Each recorded call then also holds the caller's agent id, level, scopes and grant (all test keys, made per run).
+With MCPS_TEST_TRUST=mixed it trusts both: agents with anchored passports, and the agent.jwk key pinned (as a
+gateway that pins some agents by key and others by passport).
 
 With MCPS_TEST_SERVER_REQUESTS=1 it also has a tool ``confirm`` that sends the agent a progress notification and
-an elicitation request (a server→client request) while the call is in progress.
+an elicitation request (a server→client request) while the call is in progress; with MCPS_TEST_EXTRA_TOOLS=1 a
+tool ``number`` that records the repr of the number it received and returns it, and a tool ``meta_keys`` that
+records the ``_meta`` keys its call reached it with.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from mcps.identity.revocation import MemoryRevocationStore
 
 SERVER_IDENTITY = "urn:mcps:test:server"
 state = Path(os.environ["MCPS_TEST_DIR"])
-passports = os.environ.get("MCPS_TEST_TRUST") == "passport"
+trust = os.environ.get("MCPS_TEST_TRUST", "key")
+passports = trust in ("passport", "mixed")
 server = MCPServer("mcps-test")
 
 
@@ -89,6 +94,24 @@ if os.environ.get("MCPS_TEST_SERVER_REQUESTS") == "1":
     server.tool()(confirm)
 
 
+def number(n: int | float) -> int | float:
+    """Return the number, recording how it arrived (its Python repr: ``125`` or ``125.0``)."""
+    record("number", n=repr(n))
+    return n
+
+
+def meta_keys(ctx: Context) -> list[str]:
+    """The ``_meta`` keys of this call, as the SDK handed them to the tool."""
+    keys = sorted((ctx.request_context.meta or {}).keys())
+    record("meta_keys", meta=",".join(keys))
+    return keys
+
+
+if os.environ.get("MCPS_TEST_EXTRA_TOOLS") == "1":
+    server.tool()(number)
+    server.tool()(meta_keys)
+
+
 def main() -> None:
     handler = logging.FileHandler(state / "refusals.log", encoding="utf-8")
     logging.getLogger("mcps.bindings").addHandler(handler)
@@ -97,7 +120,12 @@ def main() -> None:
     grants = None
     if passports:
         anchors = TrustAnchors.load(state / "anchors.jwks")
-        trusted = PassportResolver(anchors=anchors, audience=SERVER_IDENTITY, revocations=MemoryRevocationStore())
+        trusted = PassportResolver(
+            anchors=anchors,
+            audience=SERVER_IDENTITY,
+            revocations=MemoryRevocationStore(),
+            pinned=trusted if trust == "mixed" else None,
+        )
         gateway = GrantVerifier(
             issuers=[load_public_jwk(state / "gateway.jwk")], audience=SERVER_IDENTITY, nonces=nonces
         )

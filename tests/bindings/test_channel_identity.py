@@ -194,6 +194,73 @@ async def test_client_accepts_a_server_passport_only_for_the_server_it_called() 
         assert (delivered.get("error") or {}).get("data", {}).get("mcps_code") == code, sub
 
 
+# --- addressing: an end's names are its identity and its own key's kid (SPEC.md §9.2, issue 15.2) -------------------
+
+
+def pinned_key_server(*keys: PrivateKey) -> SecureChannel:
+    security = ChannelSecurity(
+        key=SERVER_KEY,
+        identity=SERVER,
+        trusted=PinnedKeys([key.public_key for key in keys]),
+        nonces=MemoryNonceStore(),
+        clock=clock,
+    )
+    return SecureChannel(security, peer=None)
+
+
+async def test_passport_agent_accepts_answers_a_pinned_key_server_addresses_to_its_kid() -> None:
+    """Regression: the server knows the agent by its pinned key and answers its kid; the agent expected its
+    passport's sub only, so every answer failed with MCPS-011."""
+    agent, server = agent_channel(), pinned_key_server(AGENT)
+    inbound = await server.receive(sent(agent, call()))
+    assert inbound.caller is not None
+    assert inbound.caller.identity == AGENT.kid  # the server ignores the passport it does not verify
+    result = sent(server, {"jsonrpc": "2.0", "id": 1, "result": {"content": []}})
+    assert result["result"]["_meta"]["mcps/sig"]["aud"] == AGENT.kid
+    assert (await agent.receive(result)).deliver == result
+    notice = sent(server, {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+    assert (await agent.receive(notice)).deliver == notice  # the connection's peer is addressed by kid too
+
+
+async def test_answers_addressed_to_another_name_are_still_refused() -> None:
+    for aud in ("agent-2", make_key("someone else").kid, SERVER):
+        agent = agent_channel()
+        request = sent(agent, call())
+        answer = sign_message(
+            {"jsonrpc": "2.0", "id": 1, "result": {"content": []}},
+            SERVER_KEY,
+            audience=aud,
+            now=NOW,
+            in_reply_to=request["params"]["_meta"]["mcps/sig"]["sig"],
+        )
+        delivered = (await agent.receive(answer)).deliver
+        assert delivered is not None
+        assert delivered["error"]["data"]["mcps_code"] == "MCPS-011", aud
+
+
+async def test_server_pinning_some_agents_by_key_and_others_by_passport_answers_each_by_its_name() -> None:
+    """A gateway's trust: agents it pins by key (answered by kid) and agents with anchored passports (by agent id)."""
+    keyed = make_key("pinned agent")
+    resolver = PassportResolver(
+        anchors=ANCHORS, audience=SERVER, revocations=MemoryRevocationStore(), pinned=PinnedKeys([keyed.public_key])
+    )
+    security = ChannelSecurity(
+        key=SERVER_KEY, identity=SERVER, trusted=resolver, nonces=MemoryNonceStore(), clock=clock
+    )
+    keyed_agent = SecureChannel(
+        ChannelSecurity(key=keyed, trusted=PinnedKeys([SERVER_KEY.public_key]), nonces=MemoryNonceStore(), clock=clock),
+        peer=SERVER,
+    )
+    for agent, name in ((agent_channel(), "agent-1"), (keyed_agent, keyed.kid)):
+        server = SecureChannel(security, peer=None)  # one connection per agent, one trust configuration
+        inbound = await server.receive(sent(agent, call()))
+        assert inbound.caller is not None
+        assert inbound.caller.identity == name
+        result = sent(server, {"jsonrpc": "2.0", "id": 1, "result": {"content": []}})
+        assert result["result"]["_meta"]["mcps/sig"]["aud"] == name
+        assert (await agent.receive(result)).deliver == result
+
+
 # --- grants ---------------------------------------------------------------------------------------------------------
 
 

@@ -122,9 +122,9 @@ async def test_round_trip_through_an_honest_relay(setup: Setup) -> None:
     [
         ("modify-param", ErrorCode.BAD_SIGNATURE, ErrorCode.BAD_SIGNATURE),
         ("duplicate-key", ErrorCode.DUPLICATE_KEY, ErrorCode.DUPLICATE_KEY),
-        # The server's refusal is bound to what it received, not to what the agent sent (MCPS-012). Without a
-        # session (2026-07-28) the server has no verified peer to address it to either: it goes to the claimed
-        # kid (the attacker's) or to nobody, and the agent refuses it as addressed to another audience.
+        # The server's refusal is bound to what it received, not to what the agent sent, and (without a session,
+        # 2026-07-28) addressed to the claimed kid (the attacker's) or to nobody: the agent reports an unverifiable
+        # refusal by the server (MCPS-012, SPEC §9.1), never the server's code, which it cannot bind to its request.
         ("strip-signature", ErrorCode.SIGNATURE_MISSING, None),
         ("swap-key", ErrorCode.UNKNOWN_KEY, None),
     ],
@@ -132,11 +132,15 @@ async def test_round_trip_through_an_honest_relay(setup: Setup) -> None:
 async def test_tampered_request_reaches_no_tool(
     setup: Setup, mode: str, server_code: ErrorCode, client_code: ErrorCode | None
 ) -> None:
-    if client_code is None:
-        client_code = ErrorCode.TRANSCRIPT_MISMATCH if setup.mode == "legacy" else ErrorCode.AUDIENCE_MISMATCH
     with anyio.fail_after(TIMEOUT):
         async with setup.client(mode) as client:
             error = await call_refused(client)
+    if client_code is None:
+        assert error.error.message == "the server refused this request (unverifiable refusal)"
+        assert error.error.data["mcps_unverifiable_refusal"] is True
+        client_code = ErrorCode.TRANSCRIPT_MISMATCH
+    else:
+        assert "mcps_unverifiable_refusal" not in error.error.data
     assert error.error.code == client_code.jsonrpc
     assert error.error.data["mcps_code"] == client_code.mcps
     assert setup.calls == []

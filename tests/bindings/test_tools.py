@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcps import ErrorCode, McpsError, MemoryNonceStore, PinnedKeys, PrivateKey, PublicKey
 from mcps.bindings import ChannelSecurity, SecureChannel, ToolGuard, ToolReport, load_lockfile, save_lockfile
@@ -165,7 +168,17 @@ def test_lockfile_round_trip_is_sorted_and_deterministic(tmp_path: Path) -> None
     save_lockfile(lock, tmp_path / "mcps.lock")
     assert (tmp_path / "mcps.lock").read_text(encoding="utf-8") == text
     assert load_lockfile(tmp_path / "mcps.lock") == lock
-    assert load_lockfile(tmp_path / "absent.lock") == Lockfile()
+
+
+def test_missing_lock_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    """Regression: a missing (say, mistyped) lock file read as an empty lock, so every tool showed as new."""
+    absent = tmp_path / "mcps.lokc"
+    with pytest.raises(FileNotFoundError) as caught:
+        load_lockfile(absent)
+    assert caught.value.filename == str(absent)
+    assert "mcps pin" in str(caught.value)
+    assert load_lockfile(absent, create=True) == Lockfile()  # asked for: a new, empty lock
+    assert not absent.exists()  # nothing written until the caller saves it
 
 
 @pytest.mark.parametrize(
@@ -428,3 +441,101 @@ async def test_session_pins_learn_until_the_first_listing_is_complete() -> None:
     # From now on a tool not seen in the first listing is new, and held.
     assert names(await pair.request("tools/list", {}, {"tools": [TOOL, second, third]})) == ["safe", "second"]
     assert statuses(reports[-1]) == {"safe": ToolStatus.PINNED, "second": ToolStatus.PINNED, "third": ToolStatus.NEW}
+
+
+# --- a name listed twice is blocked in every order (issue 9 §1.4) -------------------------------------------------
+
+
+async def page_answered_with(
+    pair: Pair, tools: list[dict[str, Any]], cursor: str | None, next_cursor: str | None
+) -> Any:
+    """One page of a tools/list (``cursor`` ``None``: the first page), answered with exactly ``tools``."""
+    pair.next_id += 1
+    params = {} if cursor is None else {"cursor": cursor}
+    signed = pair.client.send({"jsonrpc": "2.0", "id": pair.next_id, "method": "tools/list", "params": params})
+    assert signed is not None
+    result: dict[str, Any] = {"tools": tools, **({"nextCursor": next_cursor} if next_cursor else {})}
+    request_sig = signed["params"]["_meta"]["mcps/sig"]["sig"]
+    answer = sign_message(
+        {"jsonrpc": "2.0", "id": pair.next_id, "result": result},
+        pair.server_key,
+        audience=pair.agent.kid,
+        now=NOW,
+        in_reply_to=request_sig,
+    )
+    delivered = (await pair.client.receive(answer)).deliver
+    assert delivered is not None
+    return delivered
+
+
+def refused_locally(pair: Pair, name: str) -> bool:
+    """Whether a call to ``name`` is refused before sending (and then with MCPS-008)."""
+    try:
+        call(pair, name)
+    except McpsError as error:
+        return error.code is ErrorCode.TOOL_CHANGED
+    return False
+
+
+@pytest.mark.parametrize("guard_kind", ["lock", "session-pins"])
+@pytest.mark.parametrize("order", ["signed-first", "unsigned-first"])
+async def test_tool_name_listed_twice_with_one_unsigned_twin_is_blocked_in_either_order(
+    guard_kind: str, order: str
+) -> None:
+    """Regression: with the unsigned twin first the signed twin was callable; with it second, shown but refused."""
+    other = {**TOOL, "name": "other"}
+    guard = ToolGuard.session_pins(SERVER) if guard_kind == "session-pins" else ToolGuard(pins_of(TOOL, other))
+    pair = Pair(guard)
+    twins = [sign_tool(TOOL, pair.server_key, now=NOW), {**TOOL, "description": "Shadow."}]
+    listed = [*(twins if order == "signed-first" else twins[::-1]), sign_tool(other, pair.server_key, now=NOW)]
+    assert "safe" not in names(await page_answered_with(pair, listed, None, None))
+    assert "safe" not in guard.allowed
+    assert refused_locally(pair, "safe")
+    assert not refused_locally(pair, "other")  # the rest of the listing is unaffected
+
+
+_ENTRIES = st.lists(st.sampled_from(["signed-same", "signed-other", "unsigned", "foreign-key"]), min_size=1, max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_ENTRIES, st.randoms(use_true_random=False), st.integers(min_value=1, max_value=4), st.booleans())
+def test_duplicated_name_is_blocked_in_every_listing_and_page_order(
+    twins: list[str], random: Any, pages: int, session_pins: bool
+) -> None:
+    """Any number of twins of ``safe`` (signed alike, signed differently, unsigned, signed by another key), in any
+    order, split over any pages of one listing: ``safe`` ends blocked; the other tools are unaffected."""
+    others = [{**TOOL, "name": name} for name in ("b", "c")]
+    guard = ToolGuard.session_pins(SERVER) if session_pins else ToolGuard(pins_of(TOOL, *others))
+    pair = Pair(guard)
+    stranger = PrivateKey.generate()
+    variants = {
+        "signed-same": lambda: sign_tool(TOOL, pair.server_key, now=NOW),
+        "signed-other": lambda: sign_tool({**TOOL, "description": "Shadow."}, pair.server_key, now=NOW),
+        "unsigned": lambda: {**TOOL, "description": "Shadow."},
+        "foreign-key": lambda: sign_tool(TOOL, stranger, now=NOW),
+    }
+    listing = [
+        sign_tool(TOOL, pair.server_key, now=NOW),
+        *(variants[twin]() for twin in twins),
+        *(sign_tool(tool, pair.server_key, now=NOW) for tool in others),
+    ]
+    random.shuffle(listing)
+    cuts = sorted(random.sample(range(1, len(listing)), min(pages - 1, len(listing) - 1)))
+    split = [listing[start:end] for start, end in zip([0, *cuts], [*cuts, len(listing)], strict=True)]
+
+    async def scenario() -> list[list[str]]:
+        shown = []
+        for index, page in enumerate(split):
+            cursor = None if index == 0 else f"p{index}"
+            next_cursor = f"p{index + 1}" if index + 1 < len(split) else None
+            shown.append(names(await page_answered_with(pair, page, cursor, next_cursor)))
+        return shown
+
+    shown = anyio.run(scenario)
+    assert "safe" not in guard.allowed
+    assert refused_locally(pair, "safe")
+    assert not refused_locally(pair, "b")
+    assert not refused_locally(pair, "c")
+    pages_with_safe = [index for index, page in enumerate(split) if any(tool["name"] == "safe" for tool in page)]
+    if len(pages_with_safe) == 1:  # all twins on one page: the application never sees the name
+        assert all("safe" not in page for page in shown)

@@ -17,7 +17,7 @@ from mcps import MemoryNonceStore, PinnedKeys, PrivateKey
 from mcps.bindings import ChannelSecurity, load_lockfile, save_lockfile
 from mcps.cli.main import main
 from mcps.core.keys import save_private_key
-from mcps.core.tools import ServerPins
+from mcps.core.tools import Lockfile, ServerPins
 from mcps.identity.anchors import TrustAnchor, TrustAnchors
 from mcps.identity.levels import TrustLevel
 from mcps.identity.passports import issue_passport
@@ -68,8 +68,9 @@ def pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 
 def test_pin_records_the_tools_then_check_passes(pin: Pin) -> None:
-    code, out, _ = pin.run()
+    code, out, err = pin.run()
     assert code == 0
+    assert f"in a new lock file, {pin.lock}" in err  # it says that it created the lock file
     assert out == {"server": SERVER_IDENTITY, "kid": pin.server.kid, "tools": TOOLS}
     text = pin.lock.read_text(encoding="utf-8")
     assert [line.split('"')[1] for line in text.splitlines() if line.startswith("        ")] == TOOLS  # one per line
@@ -107,9 +108,26 @@ def test_check_reports_new_and_removed_tools(pin: Pin) -> None:
 
 
 def test_check_without_pins_is_a_usage_error(pin: Pin) -> None:
+    save_lockfile(Lockfile(), pin.lock)
     code, _, err = pin.run("--check")
     assert code == 2
-    assert "run mcps pin without --check first" in err
+    assert f"{pin.lock} has no pins for {SERVER_IDENTITY}; run mcps pin without --check first" in err
+
+
+def test_check_against_a_missing_lock_file_is_a_usage_error_naming_it(pin: Pin) -> None:
+    """Regression: a missing lock file was an empty one, so --check reported every tool as new."""
+    code, out, err = pin.run("--check")
+    assert (code, out) == (2, None)
+    assert f"{pin.lock} does not exist; run mcps pin without --check first to create it" in err
+    assert not pin.lock.exists()
+
+
+def test_pin_into_an_existing_lock_file_does_not_call_it_new(pin: Pin) -> None:
+    save_lockfile(Lockfile(), pin.lock)
+    code, _, err = pin.run()
+    assert code == 0
+    assert "new lock file" not in err
+    assert f"in {pin.lock}" in err
 
 
 def test_pin_refuses_a_server_that_does_not_hold_the_pinned_key(pin: Pin) -> None:

@@ -19,12 +19,14 @@ from mcps.core.envelope import (
     MAX_LIFETIME,
     MessageKind,
     PinnedKeys,
+    SignatureBlock,
     _authenticate,
     _AuthenticatedMessage,
     message_kind,
     request_binding,
     sign_message,
     signing_input,
+    without_hop_members,
 )
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PrivateKey
@@ -568,11 +570,35 @@ async def test_unknown_version_is_refused(ed_key: PrivateKey, version: int) -> N
     assert (await refusal(verifier_for(ed_key), wire(signed))).code is ErrorCode.NO_COMMON_VERSION
 
 
-@pytest.mark.parametrize("version", ["1", 1.0, True, [1]])
+@pytest.mark.parametrize("version", ["1", True, [1], 1.5])
 async def test_version_that_is_not_the_integer_1_is_malformed(ed_key: PrivateKey, version: object) -> None:
-    """Regression: ``v: true`` and ``v: 1.0`` compared equal to 1 and were accepted."""
+    """Regression: ``v: true`` compared equal to 1 and was accepted."""
     signed = resign(sign(REQUEST, ed_key), ed_key, v=version)
     assert (await refusal(verifier_for(ed_key), wire(signed))).code is ErrorCode.SIGNATURE_MALFORMED
+
+
+@pytest.mark.parametrize("member", ["v", "iat", "exp"])
+def test_a_parsed_block_holding_an_integral_float_is_malformed(ed_key: PrivateKey, member: str) -> None:
+    """Regression: a float ``v`` compared equal to 1. On the wire ``1.0`` is read as the integer 1 (§3), but a block
+    built by other means (an SDK's parser) holding a float is refused."""
+    sig_block = block(sign(REQUEST, ed_key))
+    sig_block = {**sig_block, member: float(sig_block[member])}
+    with pytest.raises(McpsError) as caught:
+        SignatureBlock.parse(sig_block)
+    assert caught.value.code is ErrorCode.SIGNATURE_MALFORMED
+
+
+@pytest.mark.parametrize("spelling", ["1.0", "1E0", "10e-1", "0.1e1"])
+async def test_integral_block_numbers_verify_however_spelled(ed_key: PrivateKey, spelling: str) -> None:
+    """``v``, ``iat`` and ``exp`` are read as the canonical form writes them (§3), which the signature covers."""
+    signed = sign(REQUEST, ed_key)
+    text = wire(signed).decode()
+    respelled = text.replace('"v": 1,', f'"v": {spelling},', 1)
+    iat = block(signed)["iat"]
+    respelled = respelled.replace(f'"iat": {iat}', f'"iat": {iat}.0', 1)
+    assert f'"v": {spelling},' in respelled
+    verified = await verifier_for(ed_key).verify(respelled.encode())
+    assert verified.block.iat == iat
 
 
 @pytest.mark.parametrize("member", ["v", "alg", "kid", "aud", "iat", "exp", "nonce", "sig"])
@@ -592,7 +618,6 @@ async def test_unknown_block_member_is_refused(ed_key: PrivateKey, member: str) 
     ("member", "value"),
     [
         ("iat", NOW + 0.5),
-        ("iat", float(NOW)),
         ("exp", True),
         ("exp", str(NOW + 60)),
         ("aud", ""),
@@ -848,3 +873,45 @@ async def test_response_refusals_never_contain_input(ed_key: PrivateKey) -> None
     error = await refusal(verifier_for(ed_key), wire(signed), in_reply_to="other-request-sig")
     assert error.code is ErrorCode.TRANSCRIPT_MISMATCH
     assert MARKER not in str(error)
+
+
+# --- hop members (SPEC.md §9.8) -----------------------------------------------------------------------------------
+
+
+def _block_holder(message: dict[str, Any], kind: MessageKind) -> dict[str, Any]:
+    if kind is MessageKind.ERROR:
+        holder: dict[str, Any] = message["error"]["data"]
+    else:
+        holder = message["result" if kind is MessageKind.RESULT else "params"]["_meta"]
+    return holder
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_without_hop_members_removes_them_from_the_block_container_only(ed_key: PrivateKey, name: str) -> None:
+    signed = sign(MESSAGES[name], ed_key, b64u_encode(bytes(64)))
+    assert without_hop_members(signed) is signed  # nothing to remove: the same object
+    hopped = copy.deepcopy(signed)
+    _block_holder(hopped, KINDS[name]).update({"mcps/via": [{"kid": "k"}], "mcps/grant": "g.g.g", "other": 1})
+    before = copy.deepcopy(hopped)
+    stripped = without_hop_members(hopped)
+    assert hopped == before  # the input is not modified
+    assert set(_block_holder(stripped, KINDS[name])) == set(_block_holder(before, KINDS[name])) - {
+        "mcps/via",
+        "mcps/grant",
+    }
+    assert signing_input(stripped) == signing_input(hopped)  # they were outside the signature anyway
+
+
+async def test_receiver_with_several_names_accepts_each_and_nothing_else(ed_key: PrivateKey) -> None:
+    """SPEC §4.4, §9.2: an end is addressed by its identity or by its own key's kid."""
+    other = PrivateKey.generate()
+    verifier = MessageVerifier(
+        audience=(AUD, other.kid), keys=PinnedKeys([ed_key.public_key]), nonces=MemoryNonceStore(), clock=lambda: NOW
+    )
+    signer = MessageSigner(ed_key, clock=lambda: NOW)
+    for aud in (AUD, other.kid):
+        await verifier.verify(wire(signer.sign(REQUEST, audience=aud)))
+    elsewhere = wire(signer.sign(REQUEST, audience="urn:else"))
+    assert (await refusal(verifier, elsewhere)).code is ErrorCode.AUDIENCE_MISMATCH
+    with pytest.raises(ValueError, match="own name"):
+        MessageVerifier(audience=(), keys=PinnedKeys([ed_key.public_key]), nonces=MemoryNonceStore())

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcps.core.canonical import canonicalize, canonicalize_reference
 from mcps.core.errors import ErrorCode, McpsError
-from mcps.core.strict import DEFAULT_LIMITS, Limits, check_depth, parse_message, read_limited
+from mcps.core.strict import DEFAULT_LIMITS, Limits, canonical_numbers, check_depth, parse_message, read_limited
 
 MAX_SAFE = 2**53 - 1
 
@@ -304,3 +305,80 @@ def test_arbitrary_json_like_text_raises_only_mcps_errors(text: str, max_depth: 
 def test_python_json_dumps_output_raises_only_mcps_errors(value: object) -> None:
     """What a lenient encoder writes (NaN, huge integers, escaped lone surrogates) is parsed or refused."""
     _parse_or_refuse(json.dumps({"v": value}).encode("ascii"))
+
+
+# --- numbers are read as the canonical form writes them (issue 9 §1.7) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spelling", "value"),
+    [
+        ("125", 125),
+        ("125.0", 125),
+        ("1.25E2", 125),
+        ("1.25e+2", 125),
+        ("12500e-2", 125),
+        ("-0.0", 0),
+        ("-0", 0),
+        ("0e10", 0),
+        ("-1.5e1", -15),
+        ("9007199254740991.0", MAX_SAFE),
+        ("-9.007199254740991E15", -MAX_SAFE),
+    ],
+)
+def test_number_respelled_in_transit_is_read_as_the_signed_integer(spelling: str, value: int) -> None:
+    """Regression: a signed ``125`` rewritten as ``1.25E2`` verified (same canonical form) and reached a tool as the
+    float ``125.0``. An integral number within ±(2^53−1) is the integer the canonical form writes."""
+    parsed = parse_message(b'{"n":' + spelling.encode() + b"}")["n"]
+    assert parsed == value
+    assert type(parsed) is int
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["1.5", "1e-7", "-2.5E-3", "9007199254740992.0", "1e16", "1e20", "-1e300", "0.30000000000000004"],
+)
+def test_other_doubles_stay_floats(spelling: str) -> None:
+    parsed = parse_message(b'{"n":' + spelling.encode() + b"}")["n"]
+    assert type(parsed) is float
+    assert parsed == float(spelling)
+
+
+_FINITE = st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _spellings(number: float) -> list[str]:
+    text = repr(number)
+    mantissa, _, exponent = f"{number:.17e}".partition("e")
+    return [text, text.upper(), f"{mantissa}e{int(exponent)}", f"{mantissa}E{int(exponent):+d}"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_FINITE, st.integers(-MAX_SAFE, MAX_SAFE).map(float)))
+def test_the_reading_of_a_number_is_its_canonical_form_however_spelled(number: float) -> None:
+    """Every spelling of one double reads as one value, whose canonical form is that of the double (so a
+    signature over it is unchanged), and which is an ``int`` exactly when JCS writes an integer I-JSON allows."""
+    expected = canonicalize_reference({"n": number})
+    readings = [parse_message(b'{"n":' + spelling.encode() + b"}")["n"] for spelling in _spellings(number)]
+    for reading in readings:
+        assert canonicalize({"n": reading}) == expected
+        assert canonicalize_reference({"n": reading}) == expected
+        assert type(reading) is (int if number.is_integer() and abs(number) <= MAX_SAFE else float)
+    assert len({(type(reading), reading) for reading in readings}) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(-MAX_SAFE, MAX_SAFE), _FINITE, st.text()),
+        lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(), children, max_size=4)),
+        max_leaves=20,
+    )
+)
+def test_canonical_numbers_reads_another_parser_s_value_as_the_strict_parser_does(value: object) -> None:
+    """:func:`canonical_numbers` (for values an SDK parsed) agrees with the strict parser and keeps JCS unchanged."""
+    before = json.dumps(value)
+    normalized = canonical_numbers(value)
+    assert json.dumps(value) == before  # the input is not modified
+    assert normalized == parse_message(json.dumps({"v": value}).encode())["v"]
+    assert canonicalize({"v": normalized}) == canonicalize({"v": value})

@@ -41,6 +41,7 @@ class Caller:
     kid: KeyId
     key: PublicKey
     message: VerifiedMessage
+    """The verified request, hop members (``mcps/via``, ``mcps/grant``) removed (SPEC.md §9.8)."""
     grant: VerifiedGrant | None = None
     """The verified grant for this very call (``tools/call`` only), when one was required or sent."""
 

@@ -11,19 +11,30 @@ Every inbound message becomes exactly one :class:`Inbound` decision:
 * ``deliver`` — verified; hand it to the SDK (with the :class:`~mcps.bindings.caller.Caller` for requests);
 * ``reply`` — a refused request: write this signed JSON-RPC error (same id, MCPS code) back to the peer. The
   SDK never sees the request, so no tool runs, and the peer is answered instead of left waiting;
-* ``deliver`` of a local error — a refused response to one of our requests: the SDK gets a JSON-RPC error for
-  that id (the MCPS code, never the forged content), so the waiting caller fails instead of hanging;
+* ``deliver`` of a local error (``local``) — a refused response to one of our requests: the SDK gets a JSON-RPC
+  error for that id (the MCPS code, never the forged content), so the waiting caller fails instead of hanging;
 * nothing — a refused notification, or a response to nothing outstanding: dropped and logged.
 
+Hop members (``mcps/via``, ``mcps/grant``) lie outside every signature: :func:`_without_hop_members` removes them
+from whatever is delivered, after a required or carried grant was checked (SPEC.md §9.8).
+
 Refusals are logged on the ``mcps.bindings`` logger at WARNING with their code; the detail stays local.
+
+Deciding is total (SPEC.md §9.1): :meth:`SecureChannel.receive_raw` and :meth:`SecureChannel.receive` return a
+decision for every input and raise nothing. A refusal echoes the request's ``id`` only when it can be echoed in a
+signed message (:func:`echoable_id`), else ``null``; the members a refusal is addressed and bound with, read from
+a message that failed, are each checked before use; and a defect of this module is logged and the message
+dropped, never raised into the transport's reader.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -32,19 +43,31 @@ from mcps.bindings.caller import Caller
 from mcps.bindings.grants import GrantRequirement
 from mcps.bindings.policy import PolicyGate, as_gate
 from mcps.bindings.tools import ToolGuard
-from mcps.core.encoding import is_b64u
-from mcps.core.envelope import DEFAULT_LIFETIME, DEFAULT_SKEW, SIG_KEY, KeyResolver, MessageKind, message_kind
+from mcps.core.encoding import b64u_decode, is_b64u
+from mcps.core.envelope import (
+    DEFAULT_LIFETIME,
+    DEFAULT_SKEW,
+    MAX_LIFETIME,
+    SIG_KEY,
+    KeyResolver,
+    MessageKind,
+    SignatureBlock,
+    block_container,
+    message_kind,
+    signing_input,
+    without_hop_members,
+)
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PrivateKey
-from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
+from mcps.core.strict import DEFAULT_LIMITS, MAX_SAFE_INTEGER, Limits, parse_message
 from mcps.core.tools import sign_tool
 from mcps.identity.passports import parse_passport
-from mcps.identity.resolver import PASSPORT_KEY, PassportResolver, attach_passport
+from mcps.identity.resolver import PASSPORT_KEY, AgentPublicKey, PassportResolver, attach_passport
 from mcps.policy import Policy
 from mcps.stores.nonces import NonceStore
 from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
 
-__all__ = ["ChannelSecurity", "Inbound", "SecureChannel"]
+__all__ = ["UNVERIFIABLE_REFUSAL_KEY", "ChannelSecurity", "Inbound", "SecureChannel", "echoable_id"]
 
 logger = logging.getLogger("mcps.bindings")
 
@@ -52,6 +75,13 @@ MAX_OUTSTANDING: Final = 10_000
 """Requests in flight per direction; beyond this a new one is refused (MCPS-010) rather than tracked."""
 
 UNKNOWN_PEER: Final = "mcps:unverified-peer"
+
+INTERNAL_ERROR: Final = -32603
+"""JSON-RPC "Internal error": the answer sent instead of a result that cannot be signed (not I-JSON)."""
+
+UNVERIFIABLE_REFUSAL_KEY: Final = "mcps_unverifiable_refusal"
+"""Set (``true``) in the ``data`` of the local error that fails a request answered by an unverifiable refusal."""
+_UNBOUND: Final = frozenset({ErrorCode.AUDIENCE_MISMATCH, ErrorCode.TRANSCRIPT_MISMATCH})
 """Audience of a refusal sent before any peer is known and without a claimed kid to address it to."""
 
 RequestId = str | int
@@ -61,9 +91,9 @@ RequestId = str | int
 class ChannelSecurity:
     """What one end of a connection needs: its own key and identity, whom it trusts, and its replay store.
 
-    ``identity`` is this end's own name: inbound messages must be addressed to it (``aud``). It defaults to the
-    passport's ``sub`` when there is a passport, else to the key's kid — what a peer addresses its replies to
-    when it knows this end only by key.
+    ``identity`` is this end's own name: inbound messages must be addressed to it, or to the kid of ``key``
+    (``aud``, :attr:`names`). It defaults to the passport's ``sub`` when there is a passport, else to the key's
+    kid — what a peer addresses its replies to when it knows this end only by key.
 
     ``trusted`` resolves the peer's signing keys: :class:`~mcps.core.envelope.PinnedKeys`, or a
     :class:`~mcps.identity.PassportResolver` (trust anchors, minimum level, revocation) for peers that present
@@ -113,16 +143,28 @@ class ChannelSecurity:
 
     @property
     def audience(self) -> str:
+        """This end's identity: its passport's ``sub``, the ``identity`` given, else its key's kid."""
         return self.identity if self.identity is not None else self.key.kid
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What a peer may address this end by (``aud``, SPEC.md §9.2): its identity and its own key's kid.
+
+        A message addressed to the thumbprint of a key is addressed to whoever holds that key: a server that knows
+        this agent only by its pinned key answers it by kid even when the agent carries a passport.
+        """
+        return (self.audience,) if self.audience == self.key.kid else (self.audience, self.key.kid)
 
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """The decision on one inbound message (exactly one of the fields is set, or none for a drop)."""
+    """The decision on one inbound message: ``deliver`` (with ``caller`` for a request), or ``reply``, or neither
+    for a drop. ``local`` marks a delivered JSON-RPC error made here for a refused response (never received)."""
 
     deliver: dict[str, Any] | None = None
     caller: Caller | None = None
     reply: dict[str, Any] | None = None
+    local: bool = False
 
 
 _DROP: Final = Inbound()
@@ -154,7 +196,7 @@ class SecureChannel:
         self._security = security
         self._signer = MessageSigner(security.key, lifetime=security.lifetime, clock=security.clock)
         self._verifier = MessageVerifier(
-            audience=security.audience,
+            audience=security.names,
             keys=security.trusted,
             nonces=security.nonces,
             limits=security.limits,
@@ -176,15 +218,23 @@ class SecureChannel:
     # --- inbound ------------------------------------------------------------------------------------------------
 
     async def receive_raw(self, raw: bytes) -> Inbound:
-        """Decide on one frame as received: size and strict parse first, so the SDK never parses refused bytes."""
+        """Decide on one frame as received: size and strict parse first, so the SDK never parses refused bytes.
+
+        Total: every frame gets a decision; nothing is raised."""
         try:
             message = parse_message(raw, self._security.limits)
         except McpsError as error:
-            return self._refuse_unparsed(raw, error)
+            return _total(functools.partial(self._refuse_unparsed, raw, error))
         return await self.receive(message)
 
     async def receive(self, message: dict[str, Any]) -> Inbound:
-        """Decide on one strictly parsed message."""
+        """Decide on one message (strictly parsed, or as an SDK transport parsed it). Total: nothing is raised."""
+        try:
+            return await self._decide(message)
+        except Exception:  # noqa: BLE001 - a reader is total: a defect here must not end the connection
+            return _internal_error()
+
+    async def _decide(self, message: dict[str, Any]) -> Inbound:
         try:
             kind = message_kind(message)
         except McpsError as error:
@@ -200,13 +250,14 @@ class SecureChannel:
         if request_id in self._answers:
             # The request holding this id gets its answer; a second answer for one id would break JSON-RPC and
             # could race the real one, so the newcomer (typically a replay) is dropped, not answered.
-            return self._drop(McpsError(ErrorCode.REPLAY, detail=f"request id {request_id!r} already in flight"))
+            return self._drop(McpsError(ErrorCode.REPLAY, detail=f"request id {_shown(request_id)} already in flight"))
         try:
             if len(self._answers) >= MAX_OUTSTANDING:
                 raise McpsError(ErrorCode.RATE_LIMITED, detail="too many requests in flight")
-            verified = await self._verifier.verify_parsed(message)
+            verified = _without_hop_members(await self._verifier.verify_parsed(message))
             caller = self._admit(verified.kid, verified)
             if self._security.grants is not None and message["method"] == "tools/call":
+                # The grant as received (a hop member): checked here, handed on only as the caller's grant.
                 grant = await self._security.grants.check(message, sender=caller.identity, now=self._security.clock())
                 caller = dataclasses.replace(caller, grant=grant)
             if self._security.policy is not None:  # MCPS-009, 010, 016 or 030: the handler never runs
@@ -218,11 +269,11 @@ class SecureChannel:
             return self._refuse_request(message, error)
         # Answers go to the connection's peer: a server learnt it from this caller, a client knows its server's.
         self._answers[request_id] = _Answer(verified.sig, self._peer or caller.audience, message["method"], caller)
-        return Inbound(deliver=message, caller=caller)
+        return Inbound(deliver=verified.message, caller=caller)
 
     async def _receive_notification(self, message: dict[str, Any]) -> Inbound:
         try:
-            verified = await self._verifier.verify_parsed(message)
+            verified = _without_hop_members(await self._verifier.verify_parsed(message))
             caller = self._admit(verified.kid, verified)
         except McpsError as error:
             return self._drop(error)
@@ -232,24 +283,65 @@ class SecureChannel:
                 self._answers.pop(cancelled, None)
         if self._tools is not None:
             self._tools.notification(message)
-        return Inbound(deliver=message, caller=caller)
+        return Inbound(deliver=verified.message, caller=caller)
 
     async def _receive_response(self, message: dict[str, Any]) -> Inbound:
         request_id = message.get("id")
         request_sig = self._awaiting.pop(request_id, None) if isinstance(request_id, str | int) else None
-        if request_sig is None:
-            return self._drop(McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {request_id!r} awaiting"))
+        if request_sig is None or not isinstance(request_id, str | int):
+            orphan = McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {_shown(request_id)} awaiting")
+            return self._drop(orphan)
         listing = request_id in self._listings
         self._listings.discard(request_id)
         try:
-            verified = await self._verifier.verify_parsed(message, in_reply_to=request_sig)
+            verified = _without_hop_members(await self._verifier.verify_parsed(message, in_reply_to=request_sig))
             self._admit(verified.kid, verified)
-            if listing and self._tools is not None and "result" in message:
-                message = self._tools.filter_result(message, verified.key)
+            delivered = verified.message
+            if listing and self._tools is not None and "result" in delivered:
+                delivered = self._tools.filter_result(delivered, verified.key)
         except McpsError as error:
             _log_refusal(error, "response", request_id)
-            return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
-        return Inbound(deliver=message)
+            if error.code in _UNBOUND and message_kind(message) is MessageKind.ERROR and self._signed_by_peer(message):
+                return self._unverifiable_refusal(request_id, error)
+            return _local_error(request_id, error)
+        return Inbound(deliver=delivered)
+
+    def _signed_by_peer(self, message: dict[str, Any]) -> bool:
+        """Whether ``message`` carries a well-formed block, in its time window, whose signature verifies with a key
+        this end trusts for its peer. Nothing else is checked (not ``aud``, not ``irt``, no nonce): it only tells
+        an unverifiable refusal by the peer from a forgery (SPEC.md §9.1); the message is never accepted."""
+        try:
+            container = block_container(message)
+            block = SignatureBlock.parse(container.get(SIG_KEY) if container is not None else None)
+            now = self._security.clock()
+            skew = self._security.max_skew
+            if not 0 < block.exp - block.iat <= MAX_LIFETIME or block.iat > now + skew or block.exp < now - skew:
+                return False
+            key = self._security.trusted.resolve(block.kid, message, now=now)
+            if key.kid != block.kid or key.alg is not block.alg:
+                return False
+            if isinstance(key, AgentPublicKey) and not self._learn_peer and key.agent.agent_id != self._peer:
+                return False
+            if self._peer_signer is not None and self._peer_signer[0] != block.kid:
+                return False
+            key.verify(b64u_decode(block.sig), signing_input(message))
+        except McpsError:
+            return False
+        return True
+
+    def _unverifiable_refusal(self, request_id: RequestId, error: McpsError) -> Inbound:
+        """Our request failed: the peer signed a refusal for its id that is not bound to it (SPEC.md §9.1)."""
+        who = "client" if self._learn_peer else "server"
+        refused = McpsError(
+            ErrorCode.TRANSCRIPT_MISMATCH,
+            f"the {who} refused this request (unverifiable refusal)",
+            detail=f"a refusal signed by the {who} arrived for this request but is not bound to it ({error.code.mcps}):"
+            " the request was probably stripped of its signature or re-signed on the way; its content is not used",
+        )
+        logger.warning("mcps: request id=%s: %s", _shown(request_id), refused.diagnostics())
+        local = {**refused.to_jsonrpc_error()}
+        local["data"] = {**local["data"], UNVERIFIABLE_REFUSAL_KEY: True}
+        return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": local}, local=True)
 
     def _admit(self, kid: str, verified: VerifiedMessage) -> Caller:
         """Pin the connection to the first verified signer; refuse any other signer afterwards."""
@@ -268,24 +360,28 @@ class SecureChannel:
     # --- refusals -----------------------------------------------------------------------------------------------
 
     def _refuse_unparsed(self, raw: bytes, error: McpsError) -> Inbound:
-        """A frame that failed the strict parse. Its id (and sig, for ``irt``) are read leniently only to address
-        the refusal; nothing else in it is used, and it never reaches the SDK."""
-        if len(raw) > self._security.limits.max_bytes:
-            salvaged: dict[str, Any] = {}
-        else:
-            try:
-                salvaged = json.loads(raw)
-            except (ValueError, RecursionError):
-                salvaged = {}
-        if not isinstance(salvaged, dict):
-            salvaged = {}
-        return self._refuse_request(salvaged, error) if _looks_like_request(salvaged) else self._drop(error)
+        """A frame that failed the strict parse. Its id, sig, kid and passport are read leniently
+        (:func:`_salvage`) only to address the refusal; nothing else in it is used, and it never reaches the SDK."""
+        salvaged = _salvage(raw) if len(raw) <= self._security.limits.max_bytes else {}
+        if _looks_like_request(salvaged):
+            return self._refuse_request(salvaged, error)
+        request_id = echoable_id(salvaged.get("id"))
+        if "method" not in salvaged and request_id is not None and self._awaiting.pop(request_id, None) is not None:
+            # A response to one of our requests that cannot be read: that request fails now, with the code.
+            self._listings.discard(request_id)
+            _log_refusal(error, "response", request_id)
+            return _local_error(request_id, error)
+        return self._drop(error)
 
     def _refuse_request(self, message: dict[str, Any], error: McpsError) -> Inbound:
-        request_id = message.get("id")
-        _log_refusal(error, "request", request_id)
-        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
-            request_id = None
+        """A signed refusal of ``message``: total for any ``message`` (SPEC.md §9.1).
+
+        Each member used is checked first: the id is echoed only when :func:`echoable_id` allows, the claimed
+        ``sig`` binds the refusal only when it is well-formed, and the audience is the verified peer or an
+        identity checked by :func:`_claimed_identity`. So the refusal is always I-JSON and signing it cannot fail.
+        """
+        request_id = echoable_id(message.get("id"))
+        _log_refusal(error, "request", message.get("id"))
         meta = _claimed_meta(message)
         claimed = meta.get(SIG_KEY)
         claimed = claimed if isinstance(claimed, dict) else {}
@@ -307,16 +403,30 @@ class SecureChannel:
         kind = message_kind(message)
         if kind.is_response:
             request_id = message.get("id")
-            answer = self._answers.pop(request_id, None) if isinstance(request_id, str | int) else None
-            if answer is None:
-                logger.error("mcps: not sending a response to %r: no verified request with that id", request_id)
+            answer = self._answers.get(request_id) if isinstance(request_id, str | int) else None
+            if answer is None or not isinstance(request_id, str | int):
+                logger.error("mcps: not sending a response to %s: no verified request with that id", _shown(request_id))
                 return None
             if answer.method == "tools/list" and kind is MessageKind.RESULT:
                 if self._security.policy is not None and answer.caller is not None:  # only what this caller may call
                     gate = as_gate(self._security.policy)
                     message = gate.filter_listing(message, answer.caller, server=self._security.audience)
                 message = self._sign_tools(message)
-            return self._sign(message, audience=answer.audience, in_reply_to=answer.sig)
+            del self._answers[request_id]
+            try:
+                return self._sign(message, audience=answer.audience, in_reply_to=answer.sig)
+            except McpsError as error:  # e.g. a tool returned a lone surrogate (a file name read with surrogateescape)
+                logger.error(  # noqa: TRY400 - the detail is the code, not a traceback
+                    "mcps: the answer to request %s cannot be signed (%s); answering with an internal error",
+                    _shown(request_id),
+                    error.diagnostics(),
+                )
+                internal = {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {"code": INTERNAL_ERROR, "message": "Internal error"},
+                }
+                return self._sign(internal, audience=answer.audience, in_reply_to=answer.sig)
         if self._peer is None:
             logger.error("mcps: not sending %s before a verified peer is known", message.get("method"))
             return None
@@ -361,9 +471,99 @@ class SecureChannel:
         return {**message, "result": {**result, "tools": signed}}
 
 
+def _local_error(request_id: RequestId, error: McpsError) -> Inbound:
+    """A JSON-RPC error for our request ``request_id``, made here (unsigned, never sent): it fails that request."""
+    return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}, local=True)
+
+
+def _without_hop_members(verified: VerifiedMessage) -> VerifiedMessage:
+    """``verified`` with its message stripped of the hop members ``mcps/via`` and ``mcps/grant`` (SPEC.md §9.8).
+
+    The one place where a receiver deals with hop members: they lie outside every signature (§4.3) and the gateway
+    that adds them is not specified yet, so nothing a hop added reaches the SDK or the application — not in
+    ``_meta``, not in :attr:`Caller.message <mcps.bindings.Caller.message>`. A grant a server requires or received
+    was verified from the message as received (:class:`~mcps.bindings.GrantRequirement`) and reaches the handler
+    only as ``Caller.grant``. (Verifying ``mcps/via`` before removing it belongs here.)
+    """
+    message = without_hop_members(verified.message)
+    return verified if message is verified.message else dataclasses.replace(verified, message=message)
+
+
+def echoable_id(value: object) -> str | int | None:
+    """``value`` when a signed refusal can echo it as a JSON-RPC id, else ``None`` (SPEC.md §9.1).
+
+    Echoable: a string without lone surrogates, or an integer (not a boolean) within ±(2^53−1) — what the
+    canonical form (RFC 8785) can write. Anything else (a float, ``true``, an object, a huge integer, a string with
+    a lone surrogate, an id member that appeared twice) is answered with ``null``, as JSON-RPC 2.0 does for an id
+    that cannot be determined.
+    """
+    if type(value) is int:
+        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else None
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return value
+    return None
+
+
 def _looks_like_request(message: dict[str, Any]) -> bool:
-    request_id = message.get("id")
-    return "method" in message and isinstance(request_id, str | int) and not isinstance(request_id, bool)
+    """Answered with a refusal: it has ``method`` and an ``id`` member (whatever their values)."""
+    return "method" in message and "id" in message
+
+
+class _Unreadable:
+    """A member of a refused frame that the lenient reading could not read unambiguously (used for nothing)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unreadable>"
+
+
+_UNREADABLE: Final = _Unreadable()
+
+
+def _unambiguous(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    counts = Counter(name for name, _ in pairs)
+    return {name: value if counts[name] == 1 else _UNREADABLE for name, value in pairs}
+
+
+def _lenient_integer(text: str) -> int | _Unreadable:
+    if len(text) > 17:  # longer than any safe integer; int() of a huge literal is slow or refused
+        return _UNREADABLE
+    number = int(text)
+    return number if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else _UNREADABLE
+
+
+def _lenient_float(text: str) -> float | _Unreadable:
+    return _UNREADABLE if len(text) > 64 else float(text)
+
+
+def _lenient_constant(_name: str) -> _Unreadable:
+    return _UNREADABLE
+
+
+_LENIENT: Final = json.JSONDecoder(
+    object_pairs_hook=_unambiguous,
+    parse_int=_lenient_integer,
+    parse_float=_lenient_float,
+    parse_constant=_lenient_constant,
+)
+
+
+def _salvage(raw: bytes) -> dict[str, Any]:
+    """A frame that failed the strict parse, read leniently to address its refusal, or ``{}`` when unreadable.
+
+    A member that appears twice in an object is unreadable, as are unsafe integers and ``NaN``; every value read
+    here is still checked where it is used (:func:`echoable_id`, :func:`is_b64u`, :func:`_claimed_identity`).
+    """
+    try:
+        salvaged = _LENIENT.decode(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8 (a ValueError too), not JSON, or absurdly deep
+        return {}
+    return salvaged if isinstance(salvaged, dict) else {}
 
 
 def _claimed_meta(message: dict[str, Any]) -> dict[str, Any]:
@@ -385,5 +585,24 @@ def _claimed_identity(passport: object, kid: object) -> str:
     return UNKNOWN_PEER
 
 
+def _shown(request_id: object) -> str:
+    """An id for a log line: at most 64 characters of its ``repr`` (ids come from peers)."""
+    shown = repr(request_id)
+    return shown if len(shown) <= 64 else shown[:60] + "...'"
+
+
 def _log_refusal(error: McpsError, what: str, request_id: object) -> None:
-    logger.warning("mcps refused %s id=%r: %s", what, request_id, error.diagnostics())
+    logger.warning("mcps refused %s id=%s: %s", what, _shown(request_id), error.diagnostics())
+
+
+def _internal_error() -> Inbound:
+    """A defect of the binding while deciding on a message: logged with its traceback (locally), message dropped."""
+    logger.error("mcps: internal error while checking an inbound message; dropped", exc_info=True)
+    return _DROP
+
+
+def _total(decide: Callable[[], Inbound]) -> Inbound:
+    try:
+        return decide()
+    except Exception:  # noqa: BLE001 - a reader is total: a defect here must not end the connection
+        return _internal_error()

@@ -18,8 +18,9 @@ For every verified ``tools/call`` (after signature, nonce and revocation, SPEC.m
   because a grant the server cannot check must not be handed to a tool as if it meant something;
 * the verified grant is handed to the tool in ``current_caller().grant``.
 
-A server without a ``GrantRequirement`` ignores ``_meta["mcps/grant"]`` (it is outside the agent's signature and
-so proves nothing by itself) and ``current_caller().grant`` is ``None``.
+A server without a ``GrantRequirement`` does not read ``_meta["mcps/grant"]`` (it is outside the agent's signature
+and so proves nothing by itself) and ``current_caller().grant`` is ``None``. Either way the member itself never
+reaches the SDK or the tool: the channel removes hop members before delivery (SPEC.md §9.8).
 """
 
 from __future__ import annotations

@@ -170,9 +170,11 @@ class McpsHttpMiddleware:
         if decision.deliver is None:
             if decision.reply is not None:
                 await _send_json(send, http_status(decision.reply), decision.reply)
+            else:  # the channel hit a defect of its own (logged): nothing was delivered, nothing can be signed
+                await _send_bytes(send, 500, b"", [])
             return
         delivered = _replaying(decision.deliver, receive)
-        if "method" not in decision.deliver and decision.deliver is not message:
+        if decision.local:
             # A refused response to one of our requests: the SDK gets the local error (its waiting request fails
             # instead of hanging), the client gets the signed refusal.
             await self.app(_with_length(scope, delivered.length), delivered, _discard)
@@ -270,7 +272,7 @@ class _SigningSend:
             return
         status, out = int(start["status"]), b""
         if body:
-            signed = self._sign(json.loads(body))
+            signed = self._sign(_json_or_none(body))
             if signed is None:
                 status = 500
             else:
@@ -297,7 +299,7 @@ class _SigningSend:
         if data is None:
             logger.error("mcps: not sending an SSE event over the size limit")
             return None
-        signed = self._sign(json.loads(data))
+        signed = self._sign(_json_or_none(data))
         return None if signed is None else _encode(signed).decode("ascii")
 
     async def finish(self) -> None:
@@ -326,6 +328,14 @@ class _Replay:
 
 def _replaying(message: dict[str, Any], receive: Receive) -> _Replay:
     return _Replay(_encode(message), receive)
+
+
+def _json_or_none(text: bytes | str) -> Any:
+    """What the MCP app wrote, parsed; ``None`` (then refused as not one message) when it is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _encode(message: dict[str, Any]) -> bytes:

@@ -10,7 +10,8 @@
 Two layers around ``mcp.client.streamable_http.streamable_http_client``:
 
 * below it, an ``httpx2`` transport (:class:`StrictResponses`) reads every response body (JSON, or each SSE
-  event) bounded by ``limits.max_bytes`` and parses it strictly before the SDK's parser sees it. A body that
+  event) bounded by ``limits.max_bytes`` and parses it strictly; the SDK's parser gets the strictly parsed
+  message written again (never the bytes received), so it reads what the signature covers. A body that
   fails is replaced, for the SDK, by a local JSON-RPC error for the request it answers (an SSE event that
   answers no request is dropped), and the request fails with that MCPS code (MCPS-018…025);
 * above it, the same stream wrapper as :class:`~mcps.bindings.SignedTransport`: every message signed for
@@ -29,10 +30,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
-from mcp.client._transport import TransportStreams
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 
+from mcps.bindings._sdk import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT, TransportStreams
 from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel
 from mcps.bindings.sse import SseRewriter
 from mcps.bindings.streams import secure_message_streams
@@ -96,7 +96,7 @@ class StrictResponses(httpx2.AsyncBaseTransport):
             await response.aclose()
         if body:
             try:
-                parse_message(bytes(body), self._limits)
+                return _encode(parse_message(bytes(body), self._limits))
             except McpsError as error:
                 return self._refuse(request_id, error)
         return bytes(body)
@@ -106,11 +106,11 @@ class StrictResponses(httpx2.AsyncBaseTransport):
             try:
                 if data is None:
                     raise McpsError(ErrorCode.MESSAGE_TOO_LARGE)
-                parse_message(data.encode("utf-8", errors="surrogatepass"), self._limits)
+                parsed = parse_message(data.encode("utf-8", errors="surrogatepass"), self._limits)
             except McpsError as error:
                 replaced = self._refuse(request_id, error)
                 return replaced.decode("ascii") if replaced else None
-            return data
+            return _encode(parsed).decode("ascii")
 
         return check
 
@@ -119,7 +119,7 @@ class StrictResponses(httpx2.AsyncBaseTransport):
         logger.warning("mcps refused a response body from the server: %s", error.diagnostics())
         if request_id is None:
             return b""
-        self._refused[request_id] = error
+        self._refused.setdefault(request_id, error)  # the first refusal is the one the request fails with
         local = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
         return json.dumps(local, separators=(",", ":")).encode("ascii")
 
@@ -159,8 +159,14 @@ class _HttpClientChannel(SecureChannel):
         if "method" not in message and isinstance(request_id, str | int) and request_id in self._refused:
             error = self._refused.pop(request_id)
             if self._awaiting.pop(request_id, None) is not None:
-                return Inbound(deliver={"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()})
+                local = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
+                return Inbound(deliver=local, local=True)
         return await super().receive(message)
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    """The strictly parsed message, written again for the SDK's parser: compact ASCII JSON, numbers as read (§3)."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def _request_id(request: httpx2.Request) -> RequestId | None:
@@ -189,7 +195,7 @@ async def signed_streamable_http_client(
 ) -> AsyncIterator[TransportStreams]:
     """Talk to the MCP server at ``url`` over Streamable HTTP, every message strictly parsed, verified and signed.
 
-    ``headers``, ``timeout`` and ``auth`` configure the HTTP client as in ``mcp.shared._httpx_utils``
+    ``headers``, ``timeout`` and ``auth`` configure the HTTP client as the SDK's own HTTP client does
     (defaults: 30 s, 300 s to read a stream); ``tools`` pins the server's tool definitions (from ``mcps.lock``),
     by default for this connection only (:meth:`~mcps.bindings.tools.ToolGuard.session_pins`).
     """

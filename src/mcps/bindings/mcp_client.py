@@ -32,9 +32,10 @@ from typing import IO, Any, Final
 
 import anyio
 from anyio.abc import Process
-from mcp.client._transport import Transport, TransportStreams
+from mcp.client import Transport
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 
+from mcps.bindings._sdk import TransportStreams
 from mcps.bindings.channel import ChannelSecurity, SecureChannel
 from mcps.bindings.streams import secure_frame_streams, secure_message_streams
 from mcps.bindings.tools import ToolGuard

@@ -29,9 +29,9 @@ from typing import Any
 import anyio
 from mcp.server import Server
 from mcp.server.mcpserver import MCPServer
-from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
 
+from mcps.bindings._sdk import ReadStream, WriteStream, lowlevel_server
 from mcps.bindings.channel import ChannelSecurity, SecureChannel
 from mcps.bindings.streams import secure_frame_streams, secure_message_streams
 
@@ -73,18 +73,8 @@ async def secure_server_streams(
         yield streams
 
 
-def _lowlevel(server: Server[Any] | MCPServer) -> Server[Any]:
-    if isinstance(server, Server):
-        return server
-    # mcp 2.3 has no public accessor for MCPServer's low-level server; its own run_stdio_async uses this one.
-    lowlevel = getattr(server, "_lowlevel_server", None)
-    if not isinstance(lowlevel, Server):
-        raise TypeError("this MCPServer version does not expose its low-level server")
-    return lowlevel
-
-
 async def serve_stdio(server: Server[Any] | MCPServer, security: ChannelSecurity) -> None:
     """Run ``server`` over stdin/stdout with every message verified and signed, until stdin closes."""
-    lowlevel = _lowlevel(server)
+    lowlevel = lowlevel_server(server)
     async with signed_stdio_server(security) as (read_stream, write_stream):
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

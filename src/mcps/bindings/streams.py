@@ -15,6 +15,10 @@ verified, answering or dropping refused ones on the way. There is no relay task 
 transport and the SDK, so securing a session adds no scheduler round trips per message. The read side also exposes
 ``last_context`` (mcp 2.x's duck-typed hook): the dispatcher runs each request's handler in that context, which is
 how :func:`mcps.bindings.caller.current_caller` works inside a tool.
+
+Readers are total: whatever a peer sends, the read side raises nothing but the transport's own end of stream.
+The channel's decisions are total (:mod:`mcps.bindings.channel`), and a verified message the SDK's envelope model
+does not take is answered (a request) or failed locally (a response) instead of raising into the SDK's reader.
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ from types import TracebackType
 from typing import Any, Final
 
 import anyio
-from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import (
     INVALID_REQUEST,
+    ErrorData,
     JSONRPCError,
     JSONRPCMessage,
     JSONRPCNotification,
@@ -42,9 +46,11 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
+from mcps.bindings._sdk import ReadStream, WriteStream
 from mcps.bindings.caller import context_for
 from mcps.bindings.channel import Inbound, SecureChannel
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.strict import canonical_numbers
 
 __all__ = ["LineReader", "SecureReadStream", "secure_frame_streams", "secure_message_streams"]
 
@@ -224,14 +230,24 @@ async def _apply(
         return None
     try:
         parsed = to_envelope(decision.deliver)
-    except ValidationError:
+    except Exception:  # noqa: BLE001 - ValidationError, or anything else the SDK's model raises: never into its reader
         # Verified but not a valid MCP envelope: answer a request (the SDK's own transports would leave it
-        # hanging), drop anything else. Detail stays local: pydantic text echoes input.
+        # hanging), fail a response's waiting request locally, drop a notification. Detail stays local: pydantic
+        # text echoes input.
         logger.warning("mcps: verified message is not a valid MCP envelope; refused")
         request_id = decision.deliver.get("id")
-        if "method" in decision.deliver and request_id is not None:
+        if "method" not in decision.deliver:
+            if not isinstance(request_id, str | int):
+                return None
+            local = McpsError(ErrorCode.NOT_JSONRPC, "response is not a valid MCP message")
+            parsed = JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(**local.to_jsonrpc_error()))
+            return base or contextvars.copy_context(), SessionMessage(parsed)
+        if request_id is not None:
             error = {"code": INVALID_REQUEST, "message": "Invalid request"}
-            signed = channel.send({"jsonrpc": "2.0", "id": request_id, "error": error})
+            try:
+                signed = channel.send({"jsonrpc": "2.0", "id": request_id, "error": error})
+            except McpsError:  # pragma: no cover - the channel admitted this request, so it can answer it
+                signed = None
             if signed is not None:
                 await reply(signed)
         return None
@@ -299,7 +315,12 @@ async def secure_message_streams(
                 logger.warning("mcps refused a frame the transport could not parse: %s", type(item).__name__)
                 continue
             base = getattr(read_stream, "last_context", None)
-            message = item.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+            try:
+                # Numbers as the canonical form reads them (SPEC.md §3), whichever parser the transport used.
+                message = canonical_numbers(item.message.model_dump(by_alias=True, mode="json", exclude_unset=True))
+            except Exception:  # noqa: BLE001 - whatever the transport handed over, the reader goes on
+                logger.warning("mcps refused a message the SDK could not serialize")
+                continue
             verified = await _apply(await channel.receive(message), channel, reply, base)
             if verified is not None:
                 return verified

@@ -29,8 +29,10 @@ produces a :class:`ToolReport` (``guard.report``, the ``on_report`` callback, an
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -164,6 +166,12 @@ class ToolGuard:
         return guard
 
     @property
+    def stale(self) -> bool:
+        """True after a verified ``notifications/tools/list_changed``, until a complete listing has been checked:
+        meanwhile every ``tools/call`` is refused locally (MCPS-008)."""
+        return self._stale
+
+    @property
     def allowed(self) -> Mapping[str, PinHash]:
         """Tools the application may call now, with their pin hashes (what ``mcps pin`` records)."""
         return dict(self._allowed)
@@ -181,7 +189,10 @@ class ToolGuard:
         name = params.get("name")
         if self._stale:
             raise McpsError(
-                ErrorCode.TOOL_CHANGED, "tool list changed: list tools again before calling", detail=f"call {name!r}"
+                ErrorCode.TOOL_CHANGED,
+                "tool list changed: list tools again before calling",
+                detail=f"call {name!r} held until a fresh, complete listing is checked (a listing served from a "
+                "client-side cache is not one: list with cache_mode='refresh')",
             )
         if not isinstance(name, str) or name not in self._allowed:
             listed = "" if self.report is not None else " (no tools listed yet: list tools before calling)"
@@ -221,18 +232,29 @@ class ToolGuard:
             self._allowed = {name: pin for name, pin in self._allowed.items() if name in listed}
             self._stale = False
         self._publish(ToolReport(tuple(decisions), removed, complete))
-        return {**message, "result": {**result, "tools": kept}}
+        # ttlMs 0: the SDK's client cache (2026-07-28 hints) must not serve a listing this guard has not just
+        # checked, so each listing the application asks for is fetched and compared (SPEC.md §10.4).
+        return {**message, "result": {**result, "tools": kept, "ttlMs": 0}}
 
     # --- internals ----------------------------------------------------------------------------------------------
 
     def _findings(self, tools: list[dict[str, Any]], key: PublicKey) -> list[ToolFinding]:
+        """Each entry of this page classified. A name listed more than once in the listing — counting every entry,
+        signed or not, on this page and the earlier pages of the same listing — is ``invalid`` everywhere it is
+        listed, before anything else is looked at: which twin comes first, or on which page, cannot matter."""
+        names = [tool.get("name") for tool in tools]
+        counts = Counter(name for name in names if isinstance(name, str))
+        earlier = {finding.name for finding in self._listing}
+        duplicated = {name for name, count in counts.items() if count > 1 or name in earlier}
         signed: list[dict[str, Any]] = []
         invalid: dict[int, ToolFinding] = {}
-        for index, tool in enumerate(tools):
+        for index, (name, tool) in enumerate(zip(names, tools, strict=True)):
+            if isinstance(name, str) and name in duplicated:
+                invalid[index] = ToolFinding(name, ToolStatus.INVALID, None, detail="name listed more than once")
+                continue
             try:
                 verify_tool(tool, key)
             except McpsError as error:
-                name = tool.get("name")
                 invalid[index] = ToolFinding(
                     name if isinstance(name, str) else "", ToolStatus.INVALID, None, detail=error.diagnostics()
                 )
@@ -280,12 +302,26 @@ class ToolGuard:
             self._on_report(report)
 
 
-def load_lockfile(path: str | os.PathLike[str]) -> Lockfile:
-    """Read ``mcps.lock``; a missing file is an empty lock (nothing pinned: every tool is new)."""
+def load_lockfile(path: str | os.PathLike[str], *, create: bool = False) -> Lockfile:
+    """Read ``mcps.lock`` (parsed strictly; ``ValueError`` when it is not a valid lock file).
+
+    A missing file raises :class:`FileNotFoundError` naming it: a mistyped path must not read as a lock that pins
+    nothing, where every tool would show as new. With ``create=True`` a missing file is a new, empty lock instead
+    (nothing pinned), for a caller that is about to record pins and write it with :func:`save_lockfile`.
+    """
     file = Path(path)
-    if not file.exists():
-        return Lockfile()
-    return parse_lockfile(file.read_bytes())
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        if create:
+            return Lockfile()
+        raise FileNotFoundError(
+            errno.ENOENT,
+            "no such lock file (record a server's tools in it with `mcps pin`; "
+            "load_lockfile(path, create=True) starts an empty one)",
+            str(file),
+        ) from None
+    return parse_lockfile(data)
 
 
 def save_lockfile(lock: Lockfile, path: str | os.PathLike[str]) -> None:

@@ -31,11 +31,11 @@ from typing import IO, Any
 import anyio
 import httpx2
 from mcp import Client
-from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 
+from mcps.bindings._sdk import TransportStreams
 from mcps.bindings.channel import ChannelSecurity
 from mcps.bindings.mcp_client import signed_stdio_client
 from mcps.bindings.tools import ToolGuard, ToolReport, load_lockfile, save_lockfile
@@ -120,7 +120,11 @@ def _seconds(text: str) -> float:
 def pin_command(args: argparse.Namespace) -> int:
     agent_key = read_private_key(args.key, option="--key")
     server_key = read_public_key(args.server_key, option="--server-key")
-    lock = load_lockfile(args.lock)
+    new_lock = not args.check and not Path(args.lock).exists()
+    try:
+        lock = load_lockfile(args.lock, create=not args.check)  # recording may start a lock file; checking may not
+    except FileNotFoundError:
+        raise UsageError(f"{args.lock} does not exist; run mcps pin without --check first to create it") from None
     pins = lock.server(args.server_identity)
     if args.check and pins is None:
         raise UsageError(f"{args.lock} has no pins for {args.server_identity}; run mcps pin without --check first")
@@ -145,7 +149,8 @@ def pin_command(args: argparse.Namespace) -> int:
     recorded = dict(guard.allowed)
     save_lockfile(lock.with_server(args.server_identity, ServerPins(server_key.kid, recorded)), args.lock)
     print_json({"server": args.server_identity, "kid": server_key.kid, "tools": sorted(recorded)})
-    stderr().print(f"[green]✓[/] pinned {len(recorded)} tools of {args.server_identity} in {args.lock}", markup=True)
+    where = f"a new lock file, {args.lock}" if new_lock else str(args.lock)
+    stderr().print(f"✓ pinned {len(recorded)} tools of {args.server_identity} in {where}", markup=False, style="green")
     return EXIT_OK
 
 

@@ -37,7 +37,7 @@ def b64u_decode(text: str) -> bytes:
 
 def is_b64u(text: object, *, min_bytes: int = 0, max_bytes: int = 1 << 20) -> bool:
     """True when ``text`` is canonical base64url of ``min_bytes``..``max_bytes`` bytes."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or len(text) > (4 * max_bytes + 2) // 3:  # longer than any encoding that fits
         return False
     try:
         size = len(b64u_decode(text))

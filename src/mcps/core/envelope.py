@@ -22,7 +22,7 @@ import enum
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_LIFETIME",
     "DEFAULT_SKEW",
     "GRANT_KEY",
+    "HOP_KEYS",
     "MAX_LIFETIME",
     "SIGNATURE_CONTEXT",
     "SIG_KEY",
@@ -49,6 +50,7 @@ __all__ = [
     "request_binding",
     "sign_message",
     "signing_input",
+    "without_hop_members",
 ]
 
 SIGNATURE_CONTEXT: Final = b"mcps.v1.message\n"
@@ -213,6 +215,23 @@ def _signing_input(message: Mapping[str, Any], kind: MessageKind) -> bytes:
     return SIGNATURE_CONTEXT + canonicalize(stripped)
 
 
+def without_hop_members(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` without the hop-added members ``mcps/via`` and ``mcps/grant`` of its block container.
+
+    They lie outside every signature (§4.3), so a receiver removes them before it hands a message on (SPEC.md §9.8).
+    Returns ``message`` itself when it has none; otherwise a copy along the path to the container. Raises MCPS-025
+    for a message that is not JSON-RPC.
+    """
+    kind = message_kind(message)
+    container = _container(message, kind)
+    if container is None or not any(hop_key in container for hop_key in HOP_KEYS):
+        return message
+    stripped, copy = _copy_with_container(message, kind)
+    for hop_key in HOP_KEYS:
+        copy.pop(hop_key, None)
+    return stripped
+
+
 def request_binding(request_sig: str) -> str:
     """The ``irt`` of a response: ``b64u(SHA-256(UTF-8(request's sig value)))`` (ASCII for every valid sig).
 
@@ -357,7 +376,7 @@ class _AuthenticatedMessage:
 def _authenticate(
     message: dict[str, Any],
     *,
-    audience: str,
+    audience: str | Collection[str],
     keys: KeyResolver,
     now: float,
     skew: int = DEFAULT_SKEW,
@@ -365,8 +384,11 @@ def _authenticate(
 ) -> _AuthenticatedMessage:
     """Steps 3–8 of SPEC.md §5 on a strictly parsed message. Raises :class:`McpsError`; never returns a bool.
 
-    ``in_reply_to`` is the ``sig`` of the request this message answers; it is required for results and errors.
+    ``audience`` is the receiver's own name, or all of them (its identity and its own key's kid, SPEC.md §4.4):
+    ``aud`` must equal one exactly. ``in_reply_to`` is the ``sig`` of the request this message answers; it is
+    required for results and errors.
     """
+    names = (audience,) if isinstance(audience, str) else tuple(audience)
     kind = message_kind(message)
     # 3. Block shape (the version first, so another version is named as such).
     container = _container(message, kind)
@@ -382,8 +404,8 @@ def _authenticate(
         raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="issued in the future")
     if block.exp < now - skew:
         raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="expired")
-    # 5. Audience: addressed to this receiver, exactly.
-    if block.aud != audience:
+    # 5. Audience: addressed to this receiver, by one of its names, exactly.
+    if block.aud not in names:
         raise McpsError(ErrorCode.AUDIENCE_MISMATCH)
     # 6. Response binding: the block must name the request this answers.
     if kind.is_response:

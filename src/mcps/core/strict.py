@@ -19,6 +19,10 @@ top-level array (batch)     MCPS-024     after decoding
 top-level not an object     MCPS-025     after decoding
 ==========================  ===========  =========================================================
 
+Numbers are read as the canonical form (RFC 8785) writes them: an integral number within ±(2^53−1) is an ``int``
+however it was spelled (``125``, ``125.0``, ``1.25E2``; ``-0.0`` is ``0``), anything else with a fraction or an
+exponent a ``float``. So the value handed on is the one the signature covers, whatever spelling a hop chose.
+
 The after-decoding checks walk the value only when a cheap scan of the text says they could fail, so a typical
 message pays for one C-level decode and a few ``str`` scans.
 """
@@ -35,7 +39,16 @@ from typing import Any, BinaryIO, Final
 
 from mcps.core.errors import ErrorCode, McpsError
 
-__all__ = ["DEFAULT_LIMITS", "Limits", "check_depth", "parse_file", "parse_message", "read_limited"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_SAFE_INTEGER",
+    "Limits",
+    "canonical_numbers",
+    "check_depth",
+    "parse_file",
+    "parse_message",
+    "read_limited",
+]
 
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
@@ -72,10 +85,18 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _finite_float(text: str) -> float:
+def _finite_float(text: str) -> float | int:
+    """A number with a fraction or an exponent, as the canonical form reads it (RFC 8785 §3.2.2.3).
+
+    JCS writes an integral double within ±(2^53−1) without fraction or exponent (``1.25E2`` and ``125.0`` as
+    ``125``, ``-0.0`` as ``0``), so that is how it is read: as that integer. What a receiver hands on then cannot
+    depend on how a sender or a hop spelled a number whose canonical form, and so signature, is the same.
+    """
     number = float(text)
     if not math.isfinite(number):
         raise _NonFiniteError
+    if number.is_integer() and -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
+        return int(number)
     return number
 
 
@@ -164,6 +185,40 @@ def check_depth(value: Any, max_depth: int) -> None:
             children = node.values() if isinstance(node, dict) else node
             below.extend([child for child in children if isinstance(child, dict | list)])
         level = below
+
+
+def canonical_numbers(value: Any) -> Any:
+    """``value`` with every integral ``float`` within ±(2^53−1) replaced by that ``int``, as :func:`parse_message`
+    reads numbers: for values another parser produced (an SDK transport's). Copies only what changes; ``value``
+    itself is never modified. A value nested too deeply to walk is returned unchanged (verification refuses it).
+    """
+    try:
+        return _integral_floats_as_ints(value)
+    except RecursionError:
+        return value
+
+
+def _integral_floats_as_ints(node: Any) -> Any:
+    kind = type(node)
+    if kind is float:
+        return int(node) if node.is_integer() and -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER else node
+    if kind is dict:
+        copy: dict[Any, Any] | None = None
+        for key, child in node.items():
+            new = _integral_floats_as_ints(child)
+            if new is not child:
+                copy = dict(node) if copy is None else copy
+                copy[key] = new
+        return node if copy is None else copy
+    if kind is list:
+        items: list[Any] | None = None
+        for index, child in enumerate(node):
+            new = _integral_floats_as_ints(child)
+            if new is not child:
+                items = list(node) if items is None else items
+                items[index] = new
+        return node if items is None else items
+    return node
 
 
 def _scalars(value: Any) -> Iterator[Any]:

@@ -1,0 +1,686 @@
+"""Fuzz targets: every reader of untrusted bytes in mcps, each wrapped so that one call takes one input.
+
+The property every target checks: any input yields a value, an :class:`~mcps.core.errors.McpsError`, or the refusal
+the reader documents (``ValueError`` for the lock-file, known-keys, audit-entry and receipt parsers) — never another
+exception, never a hang. A target returns normally for an accepted or a refused input; anything else it raises is
+a finding. Coroutines are driven without an event loop (:func:`run_sync`): the readers must not wait on anything
+for an input that is already in memory.
+
+Structured targets (``passport``, ``grant``, ``revocation-list``) take two JSON documents, a JWS header and
+payload, and sign them with the key the verifier trusts (a TEST KEY), so that mutations reach the claim checks
+instead of stopping at the signature.
+
+All keys here are TEST KEYS derived from public seeds: never use them for anything else.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from mcps.audit.checkpoint import open_checkpoint, sign_checkpoint
+from mcps.audit.entry import AuditEvent, build_entry, parse_entry
+from mcps.audit.evidence import check_evidence
+from mcps.audit.log import Receipt
+from mcps.audit.merkle import ListNodeSource, inclusion_proof, leaf_hash, root_from_leaves
+from mcps.audit.verify import verify_log
+from mcps.bindings.channel import ChannelSecurity, SecureChannel
+from mcps.bindings.grants import GrantRequirement
+from mcps.bindings.http import McpsHttpMiddleware
+from mcps.bindings.sse import SseRewriter
+from mcps.bindings.streams import OVERSIZE, LineReader, to_envelope
+from mcps.bindings.tofu import UnsafeTrustOnFirstUse, UnsafeTrustWarning
+from mcps.bindings.tools import ToolGuard
+from mcps.core.encoding import b64u_decode, b64u_encode
+from mcps.core.envelope import PinnedKeys, sign_message
+from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.keys import PrivateKey, load_public_jwk
+from mcps.core.strict import Limits, parse_message
+from mcps.core.tools import parse_lockfile, sign_tool
+from mcps.identity.anchors import TrustAnchor, TrustAnchors
+from mcps.identity.chains import verify_chain
+from mcps.identity.grants import GrantVerifier, mint_grant
+from mcps.identity.jws import parse_compact
+from mcps.identity.levels import TrustLevel
+from mcps.identity.passports import issue_passport, parse_passport
+from mcps.identity.revocation import issue_revocation_list, verify_revocation_list
+from mcps.stores.nonces import MemoryNonceStore
+from mcps.verifier import MessageVerifier
+
+__all__ = ["MAX_LEN", "TARGETS", "Target", "mutate", "run_sync", "strategy"]
+
+NOW = 1_763_683_200
+SERVER_ID = "urn:mcps:fuzz:server"
+GATEWAY_ID = "urn:mcps:fuzz:gateway"
+MAX_LEN = 4096
+"""Longest input the fuzzers make."""
+LIMITS = Limits(max_bytes=64 * 1024)
+"""Smaller than the default so that size checks are reached by mutation too."""
+
+
+def _key(name: str) -> PrivateKey:
+    """TEST KEY — never use in production: derived from a public seed."""
+    seed = hashlib.sha256(f"mcps fuzz TEST KEY: {name}".encode()).digest()
+    return PrivateKey.from_crypto(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+
+
+AGENT, SERVER, GATEWAY, ANCHOR, LOG = (_key(n) for n in ("agent", "server", "gateway", "anchor", "log"))
+ANCHORS = TrustAnchors([TrustAnchor(ANCHOR.public_key, TrustLevel.L3)])
+
+
+def run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never waits (every await completes at once); a reader that does wait is a finding."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coroutine.close()
+    raise RuntimeError("the reader waited on something for an input already in memory")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    run: Callable[[bytes], object]
+    seeds: list[bytes]
+    allowed: tuple[type[BaseException], ...] = (McpsError,)
+    """Exceptions that are the reader's documented refusals. Empty for the transport readers (stdio, HTTP, SSE): they
+    answer or drop every input and raise nothing, not even McpsError."""
+    dictionary: list[bytes] = field(default_factory=list)
+    known: dict[str, str] = field(default_factory=dict)
+    """Findings already reported, by the start of ``"<ExceptionType>: <message>"``: what they are (an issue
+    reference). Used to label them in the report; they still count as unhandled."""
+
+    def classify(self, kind: str) -> str | None:
+        return next((note for prefix, note in self.known.items() if kind.startswith(prefix)), None)
+
+    def check(self, data: bytes) -> BaseException | None:
+        """Run one input; ``None`` when the property holds, else the unexpected exception."""
+        try:
+            self.run(data)
+        except Exception as exc:  # noqa: BLE001 - anything not documented is the finding
+            return None if isinstance(exc, self.allowed) else exc
+        return None
+
+
+JSON_TOKENS = [
+    b'"',
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"\\u",
+    b"\\ud800",
+    b"\\udc00",
+    b"\\u0000",
+    b"1e400",
+    b"NaN",
+    b"-0.0",
+    b"9007199254740993",
+    b"18446744073709551617",
+    b"true",
+    b"null",
+    b'"mcps/sig"',
+    b'"_meta"',
+    b'"id"',
+    b'"id":"\\ud800"',
+    b'"method"',
+    b"\xff",
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"\xef\xbb\xbf",
+    b"\r\n",
+    b"\n",
+    b"[[[[[[[[[[[[[[[[",
+    b"]]]]]]]]]]]]]]]]",
+]
+DEEP = b"[" * 1500 + b"]" * 1500
+"""Deeper than CPython's recursion limit, well inside ``MAX_LEN``: every JSON seed set has one such input."""
+
+
+def with_deep(seed: bytes) -> bytes:
+    """``seed`` (a JSON object) with one more member nested 1500 deep."""
+    return b'{"deep":' + DEEP + b"," + seed[1:] if seed.startswith(b"{") else seed
+
+
+def mutate(seed: bytes, rnd: random.Random, dictionary: list[bytes], seeds: list[bytes]) -> bytes:
+    """A few random edits of ``seed``: the mutation-based generator of the hypothesis engine."""
+    data = bytearray(seed)
+    for _ in range(rnd.randint(1, 8)):
+        where = rnd.randint(0, len(data))
+        operation = rnd.randrange(7)
+        if operation == 0 and data:
+            data[min(where, len(data) - 1)] ^= 1 << rnd.randrange(8)
+        elif operation == 1 and dictionary:
+            data[where:where] = rnd.choice(dictionary)
+        elif operation == 2:
+            del data[where : where + rnd.randint(1, 16)]
+        elif operation == 3 and data:
+            start = rnd.randrange(len(data))
+            data[where:where] = data[start : start + rnd.randint(1, 64)]
+        elif operation == 4:
+            data[where:where] = bytes([rnd.randrange(256)])
+        elif operation == 5 and seeds:
+            other = rnd.choice(seeds)
+            data = data[:where] + other[rnd.randint(0, len(other)) :]
+        elif operation == 6 and data:
+            data[where : where + 1] = bytes([rnd.choice(b'{}[]":,\\0123456789.eE-+ \n\rtfn')])
+    return bytes(data[:MAX_LEN])
+
+
+def strategy(target: Target) -> Any:
+    """Hypothesis strategy for a target: raw bytes, or (mostly) mutations of its seeds."""
+    from hypothesis import strategies as st  # noqa: PLC0415
+
+    mutated = st.builds(
+        lambda seed, rnd: mutate(seed, rnd, target.dictionary, target.seeds),
+        st.sampled_from(target.seeds),
+        st.randoms(use_true_random=False),
+    )
+    return st.one_of(st.binary(max_size=256), mutated, mutated, mutated)
+
+
+# --- messages -------------------------------------------------------------------------------------------------
+
+
+def _call(request_id: object = 1, **params: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "hi", "n": 125}, **params},
+    }
+
+
+def _signed(message: dict[str, Any], key: PrivateKey = AGENT, **kwargs: Any) -> dict[str, Any]:
+    return sign_message(message, key, audience=kwargs.pop("aud", SERVER_ID), now=NOW, **kwargs)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+REQUEST = _signed(_call())
+REQUEST_SIG = REQUEST["params"]["_meta"]["mcps/sig"]["sig"]
+MESSAGE_SEEDS = [
+    _dumps(REQUEST),
+    _dumps(_signed({"jsonrpc": "2.0", "method": "notifications/initialized"})),
+    _dumps(
+        _signed(
+            {"jsonrpc": "2.0", "id": "r", "result": {"content": []}}, SERVER, aud=AGENT.kid, in_reply_to=REQUEST_SIG
+        )
+    ),
+    _dumps(
+        _signed(
+            {"jsonrpc": "2.0", "id": 2, "error": {"code": -1, "message": "m", "data": [1]}},
+            SERVER,
+            aud=AGENT.kid,
+            in_reply_to=REQUEST_SIG,
+        )
+    ),
+    b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]',
+    b'{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"echo","n":1.5}}',
+    with_deep(b'{"jsonrpc":"2.0","id":3,"method":"ping"}'),
+]
+
+
+def _strict(data: bytes) -> None:
+    parse_message(data, LIMITS)
+
+
+def _envelope(data: bytes) -> None:
+    verifier = MessageVerifier(
+        audience=SERVER_ID,
+        keys=PinnedKeys([AGENT.public_key]),
+        nonces=MemoryNonceStore(),
+        limits=LIMITS,
+        clock=lambda: NOW,
+    )
+    run_sync(verifier.verify(data))
+    run_sync(
+        MessageVerifier(
+            audience=AGENT.kid,
+            keys=PinnedKeys([SERVER.public_key]),
+            nonces=MemoryNonceStore(),
+            limits=LIMITS,
+            clock=lambda: NOW,
+        ).verify(data, in_reply_to=REQUEST_SIG)
+    )
+
+
+def _server_security(grants: bool = False) -> ChannelSecurity:
+    nonces = MemoryNonceStore()
+    requirement = None
+    if grants:
+        verifier = GrantVerifier(issuers=[GATEWAY.public_key], audience=SERVER_ID, nonces=nonces, clock=lambda: NOW)
+        requirement = GrantRequirement(verifier, tools={"rm_rf"})
+    return ChannelSecurity(
+        key=SERVER,
+        identity=SERVER_ID,
+        trusted=PinnedKeys([AGENT.public_key]),
+        nonces=nonces,
+        grants=requirement,
+        limits=LIMITS,
+        clock=lambda: NOW,
+    )
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    """``data`` cut where its bytes say (so the fuzzer controls the chunking too)."""
+    position = 0
+    while position < len(data):
+        size = 1 + data[position] % 97
+        yield data[position : position + size]
+        position += size
+
+
+def _stdio(data: bytes) -> None:
+    """The stdio path: LineReader over chunks, then the channel (server or agent side) and the SDK envelope."""
+    side = data[:1] == b"A"
+    channel = (
+        SecureChannel(
+            ChannelSecurity(
+                key=AGENT,
+                trusted=PinnedKeys([SERVER.public_key]),
+                nonces=MemoryNonceStore(),
+                limits=LIMITS,
+                clock=lambda: NOW,
+            ),
+            peer=SERVER_ID,
+        )
+        if side
+        else SecureChannel(_server_security(grants=data[:1] == b"G"), peer=None)
+    )
+    if side:  # the agent has a call outstanding: a response to it is verified, not dropped
+        channel.send(_call())
+    chunks = _chunks(data[1:])
+
+    async def receive() -> bytes:
+        return next(chunks, b"")
+
+    reader = LineReader(receive, LIMITS.max_bytes)
+
+    async def drive() -> None:
+        while (line := await reader.read_line()) is not None:
+            if line is OVERSIZE or not isinstance(line, bytes):
+                continue
+            decision = await channel.receive_raw(line)
+            if decision.deliver is not None:
+                with contextlib.suppress(ValueError):  # pydantic's ValidationError: the binding answers it (§9.1)
+                    to_envelope(decision.deliver)
+
+    run_sync(drive())
+
+
+async def _json_app(scope: Any, receive: Any, send: Any) -> None:
+    """A stand-in for the SDK's app: answers a request with a JSON result, anything else with 202."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    posted = json.loads(body)
+    if "id" not in posted or "method" not in posted:
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    answer = _dumps({"jsonrpc": "2.0", "id": posted["id"], "result": {"ok": True}})
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": answer})
+
+
+def _http(data: bytes) -> None:
+    """The HTTP body path: McpsHttpMiddleware with the body in fuzzer-chosen chunks; it must always answer."""
+    middleware = McpsHttpMiddleware(_json_app, security=_server_security(grants=data[:1] == b"G"))
+    chunks = list(_chunks(data[1:])) or [b""]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if not chunks:
+            return {"type": "http.disconnect"}
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": [(b"content-type", b"application/json")]}
+    run_sync(middleware(scope, receive, send))
+    if not sent or sent[0]["type"] != "http.response.start":
+        raise AssertionError("the middleware sent no response")
+
+
+def _sse(data: bytes) -> None:
+    """The SSE parser as the agent's HTTP client uses it: each event's data parsed strictly."""
+
+    def check(event: str | None) -> str | None:
+        if event is None:
+            return None
+        try:
+            parse_message(event.encode("utf-8", errors="surrogatepass"), LIMITS)
+        except McpsError:
+            return None
+        return event
+
+    rewriter = SseRewriter(check, max_bytes=LIMITS.max_bytes)
+    for chunk in _chunks(data):
+        rewriter.feed(chunk)
+    rewriter.close()
+
+
+SSE_SEEDS = [
+    b"event: message\r\ndata: " + MESSAGE_SEEDS[2] + b"\r\n\r\n",
+    b': ping\n\nid: 7\ndata:\n\ndata: {"a":\ndata: 1}\n\n',
+    b"data: x\rdata: y\r\r",
+]
+
+
+# --- tokens ---------------------------------------------------------------------------------------------------
+
+
+def _split_json_pair(data: bytes) -> tuple[bytes, bytes]:
+    header, _, payload = data.partition(b"\x00")
+    return header, payload
+
+
+def _signed_token(data: bytes, key: PrivateKey) -> str:
+    """Header and payload (raw bytes, as the fuzzer made them) signed with ``key``."""
+    header, payload = _split_json_pair(data)
+    head, body = b64u_encode(header), b64u_encode(payload)
+    return f"{head}.{body}.{b64u_encode(key.sign(f'{head}.{body}'.encode()))}"
+
+
+def _pair_seed(token: str) -> bytes:
+    head, body, _ = token.split(".")
+    return b64u_decode(head) + b"\x00" + b64u_decode(body)
+
+
+PASSPORT = issue_passport(
+    ANCHOR,
+    iss="https://issuer.fuzz",
+    sub="agent-1",
+    agent_key=AGENT.public_key,
+    level=2,
+    scopes=["tools:call"],
+    now=NOW,
+    aud=[SERVER_ID],
+)
+
+
+def _passport(data: bytes) -> None:
+    token = _signed_token(data, ANCHOR)
+    parse_passport(token)
+    verify_chain(token, None, anchors=ANCHORS, audience=SERVER_ID, now=NOW, skew=30)
+
+
+def _token(data: bytes) -> None:
+    """Any string as a compact JWS of each kind, unsigned: the form checks before any signature."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    for typ in ("mcps-passport+jwt", "mcps-grant+jwt"):
+        with contextlib.suppress(McpsError):
+            parse_compact(text, typ=typ, max_bytes=8192, error=_CODE, too_large=_CODE, bad_signature=_CODE)
+    verify_chain(text, [text], anchors=ANCHORS, audience=SERVER_ID, now=NOW, skew=30)
+
+
+_CODE = ErrorCode.PASSPORT_MALFORMED
+GRANT = mint_grant(
+    GATEWAY,
+    iss=GATEWAY_ID,
+    sub=AGENT.kid,
+    aud=SERVER_ID,
+    tool="echo",
+    arguments={"text": "hi", "n": 125},
+    request_sig=REQUEST_SIG,
+    level=2,
+    now=NOW,
+)
+
+
+def _grant(data: bytes) -> None:
+    token = _signed_token(data, GATEWAY)
+    verifier = GrantVerifier(
+        issuers=[GATEWAY.public_key], audience=SERVER_ID, nonces=MemoryNonceStore(), clock=lambda: NOW
+    )
+    run_sync(
+        verifier.verify(
+            token, tool="echo", arguments={"text": "hi", "n": 125}, request_sig=REQUEST_SIG, agent=AGENT.kid
+        )
+    )
+
+
+REVOCATION_LIST = issue_revocation_list(ANCHOR, iss="https://issuer.fuzz", jtis=["j1"], subs=["agent-2"], now=NOW)
+
+
+def _revocation_list(data: bytes) -> None:
+    verify_revocation_list(_signed_token(data, ANCHOR), anchors=ANCHORS, now=NOW)
+
+
+# --- files ----------------------------------------------------------------------------------------------------
+
+_SHM = "/dev/shm"  # noqa: S108 - only as the parent of a private mkdtemp directory
+_scratch: list[Path] = []
+
+
+def _file(name: str, data: bytes) -> Path:
+    """``data`` written to a scratch file (in memory where ``/dev/shm`` exists), removed at exit."""
+    if not _scratch:
+        memory = _SHM if os.path.isdir(_SHM) else None
+        _scratch.append(Path(tempfile.mkdtemp(prefix="mcps-fuzz-", dir=memory)))
+        atexit.register(shutil.rmtree, _scratch[0], ignore_errors=True)
+    path = _scratch[0] / name
+    path.write_bytes(data)
+    return path
+
+
+def _anchors(data: bytes) -> None:
+    TrustAnchors.load(_file("anchors.jwks", data))
+
+
+def _jwk(data: bytes) -> None:
+    load_public_jwk(_file("key.jwk", data))
+
+
+def _lockfile(data: bytes) -> None:
+    parse_lockfile(data)
+
+
+def _known_keys(data: bytes) -> None:
+    path = _file("known_keys.json", data)
+    path.chmod(0o600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsafeTrustWarning)
+        UnsafeTrustOnFirstUse(SERVER_ID, path=path)
+
+
+def _tools(data: bytes) -> None:
+    """A tools/list result from the server, as the agent's ToolGuard reads it (after its message signature)."""
+    result = parse_message(data, LIMITS)
+    ToolGuard(None).filter_result({"jsonrpc": "2.0", "id": 1, "result": result}, SERVER.public_key)
+
+
+ECHO_TOOL = {"name": "echo", "description": "Echo.", "inputSchema": {"type": "object"}}
+TOOLS_SEED = _dumps({"tools": [sign_tool(ECHO_TOOL, SERVER, now=NOW), {"name": "x"}], "nextCursor": "2"})
+LOCK_SEED = (
+    b'{"mcps_lock": 1, "servers": {"urn:x": {"kid": "'
+    + SERVER.kid.encode()
+    + b'", "tools": {"echo": "'
+    + SERVER.kid.encode()
+    + b'"}}}}'
+)
+
+# --- audit ----------------------------------------------------------------------------------------------------
+
+_LOG_ORIGIN = f"mcps.audit/{LOG.kid}"
+
+
+def _entries(count: int) -> list[bytes]:
+    rows: list[bytes] = []
+    prev = None
+    for index in range(count):
+        data = build_entry(
+            AuditEvent(event="call", tool="echo", request_id=index), index=index, prev=prev, time_ms=NOW * 1000
+        )
+        rows.append(data)
+        prev = leaf_hash(data)
+    return rows
+
+
+ROWS = _entries(5)
+LEAVES = [leaf_hash(row) for row in ROWS]
+CHECKPOINT = sign_checkpoint(LOG, _LOG_ORIGIN, 5, root_from_leaves(LEAVES))
+EVIDENCE = _dumps(
+    {
+        "type": "mcps-audit-evidence",
+        "v": 1,
+        "log": _LOG_ORIGIN,
+        "index": 2,
+        "entry": json.loads(ROWS[2]),
+        "proof": [b64u_encode(h) for h in inclusion_proof(ListNodeSource(LEAVES), 2, 5)],
+        "checkpoint": CHECKPOINT.note,
+    }
+)
+
+
+def _evidence(data: bytes) -> None:
+    check_evidence(data, LOG.public_key)
+
+
+def _checkpoint(data: bytes) -> None:
+    open_checkpoint(data, LOG.public_key, _LOG_ORIGIN)
+
+
+def _entry(data: bytes) -> None:
+    parse_entry(data)
+
+
+class _Rows:
+    """A log source whose rows are the fuzzer's: ``\\x00``-separated entries (leaves recomputed, so mutations
+    reach the structural checks), and the genuine checkpoints."""
+
+    def __init__(self, data: bytes) -> None:
+        self.rows = data.split(b"\x00")
+
+    def iter_raw_entries(self) -> Iterator[tuple[Any, Any, Any]]:
+        for index, row in enumerate(self.rows):
+            yield index, leaf_hash(row), row
+
+    def raw_checkpoints(self) -> list[tuple[Any, Any]]:
+        return [(5, CHECKPOINT.note)]
+
+
+def _log_rows(data: bytes) -> None:
+    verify_log(_Rows(data), LOG.public_key, _LOG_ORIGIN)
+
+
+def _receipt(data: bytes) -> None:
+    Receipt.from_json(parse_message(data, LIMITS))
+
+
+KNOWN_KEYS_SEED = _dumps({"mcps_known_keys": 1, "servers": {"urn:x": SERVER.public_key.to_jwk()}})
+RECEIPT_SEED = _dumps({"log": _LOG_ORIGIN, "index": 2, "leaf": b64u_encode(LEAVES[2])})
+
+
+def json_seeds(seed: bytes) -> list[bytes]:
+    """A valid document, and the same with a member nested deeper than the recursion limit."""
+    return [seed, with_deep(seed)]
+
+
+# Findings already reported (the attack corpus pins each with an xfail case).
+LENIENT_ID = {"McpsError: MCPS-022": "issue 9 §1.1", "McpsError: MCPS-021": "issue 9 §1.1"}
+ISSUE_9_1_3 = "issue 9 §1.3 (anchors files parsed leniently)"
+LENIENT_JWK = "new: load_public_jwk parses leniently (corpus case jwk-file-recursion-bomb)"
+LENIENT_ENTRY = "new: parse_entry lets RecursionError out (corpus case audit-row-recursion-bomb)"
+EVIDENCE_LOG_NAME = (
+    "new: check_evidence raises ValueError for a log name with a space or '+' (corpus case "
+    "evidence-log-name-with-space)"
+)
+
+TARGETS: dict[str, Target] = {
+    target.name: target
+    for target in [
+        Target("strict", _strict, MESSAGE_SEEDS, dictionary=JSON_TOKENS),
+        Target("envelope", _envelope, MESSAGE_SEEDS, dictionary=JSON_TOKENS),
+        Target(
+            "stdio",
+            _stdio,
+            [b"S" + seed + b"\n" for seed in MESSAGE_SEEDS]
+            + [b"A" + MESSAGE_SEEDS[2] + b"\n", b"G" + MESSAGE_SEEDS[0] + b"\r\n"],
+            allowed=(),
+            dictionary=JSON_TOKENS,
+            known=LENIENT_ID,
+        ),
+        Target(
+            "http", _http, [b"S" + seed for seed in MESSAGE_SEEDS], allowed=(), dictionary=JSON_TOKENS, known=LENIENT_ID
+        ),
+        Target(
+            "sse", _sse, SSE_SEEDS, allowed=(), dictionary=[*JSON_TOKENS, b"data:", b"event:", b"id:", b"retry:", b"\r"]
+        ),
+        Target("passport", _passport, [_pair_seed(PASSPORT)], dictionary=JSON_TOKENS),
+        Target("token", _token, [PASSPORT.encode(), GRANT.encode()], dictionary=[b".", b"-", b"_", b"="]),
+        Target("grant", _grant, [_pair_seed(GRANT)], dictionary=JSON_TOKENS),
+        Target("revocation-list", _revocation_list, [_pair_seed(REVOCATION_LIST)], dictionary=JSON_TOKENS),
+        Target(
+            "anchors",
+            _anchors,
+            json_seeds(_dumps(ANCHORS.to_jwks())),
+            dictionary=JSON_TOKENS,
+            known={"RecursionError": ISSUE_9_1_3, "ValueError: Exceeds the limit": ISSUE_9_1_3},
+        ),
+        Target(
+            "jwk",
+            _jwk,
+            json_seeds(_dumps(AGENT.public_key.to_jwk())),
+            dictionary=JSON_TOKENS,
+            known={"RecursionError": LENIENT_JWK, "ValueError: Exceeds the limit": LENIENT_JWK},
+        ),
+        Target("lockfile", _lockfile, json_seeds(LOCK_SEED), allowed=(McpsError, ValueError), dictionary=JSON_TOKENS),
+        Target(
+            "known-keys",
+            _known_keys,
+            json_seeds(KNOWN_KEYS_SEED),
+            allowed=(McpsError, ValueError),
+            dictionary=JSON_TOKENS,
+        ),
+        Target("tools", _tools, json_seeds(TOOLS_SEED), dictionary=JSON_TOKENS),
+        Target(
+            "evidence",
+            _evidence,
+            json_seeds(EVIDENCE),
+            dictionary=JSON_TOKENS,
+            known={"ValueError: a key name is non-empty": EVIDENCE_LOG_NAME},
+        ),
+        Target("checkpoint", _checkpoint, [CHECKPOINT.note.encode()], dictionary=[b"\n", "\u2014 ".encode(), b"+"]),
+        Target(
+            "audit-entry",
+            _entry,
+            json_seeds(ROWS[1]),
+            allowed=(McpsError, ValueError),
+            dictionary=JSON_TOKENS,
+            known={"RecursionError": LENIENT_ENTRY},
+        ),
+        Target(
+            "audit-rows",
+            _log_rows,
+            [b"\x00".join(ROWS), b"\x00".join([*ROWS[:2], with_deep(ROWS[2])])],
+            dictionary=JSON_TOKENS,
+            known={"RecursionError": LENIENT_ENTRY},
+        ),
+        Target("receipt", _receipt, json_seeds(RECEIPT_SEED), allowed=(McpsError, ValueError), dictionary=JSON_TOKENS),
+    ]
+}
