@@ -9,22 +9,23 @@ and serves it on 127.0.0.1, yielding its base URL.
 from __future__ import annotations
 
 import json
-import sys
-import time
 import os
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.bindings.http_harness import serving
 
 from mcps.core.keys import Algorithm, PrivateKey, jwks, save_private_key
 from mcps.gateway.config import load_config
 from mcps.gateway.runtime import Gateway
 from mcps.gateway.setup import pin_upstreams
 from mcps.identity.passports import issue_passport
-from tests.bindings.http_harness import serving
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "gateway"
 GATEWAY_ID = "urn:mcps:gateway:test"
@@ -45,7 +46,11 @@ min_level = 0
 match = "transfer_funds"
 min_level = 2
 scopes_all = ["payments:write"]
-spend = { amount_arg = "amount", currency_arg = "currency", currency = "USD", per_level = { "2" = { per_call = 100, per_day = 500 }, "3" = { per_call = 10000, per_day = 100000 } } }
+spend.amount_arg = "amount"
+spend.currency_arg = "currency"
+spend.currency = "USD"
+spend.per_level."2" = { per_call = 100, per_day = 500 }
+spend.per_level."3" = { per_call = 10000, per_day = 100000 }
 hooks = [{ hook = "mcps.policy.sanctions:SanctionsScreen", args = ["counterparty"], list = "sdn.csv", threshold = 90 }]
 
 [[servers.payments.tools]]
@@ -54,9 +59,9 @@ min_level = 1
 scopes_all = ["files:read"]
 """
 
-SDN = '''36,"AEROCARIBBEAN AIRLINES",-0-,"CUBA",-0-,-0-,-0-,-0-,-0-,-0-,-0-,-0-
+SDN = """36,"AEROCARIBBEAN AIRLINES",-0-,"CUBA",-0-,-0-,-0-,-0-,-0-,-0-,-0-,-0-
 2674,"EVIL CORP HOLDINGS LTD",-0-,"SDGT",-0-,-0-,-0-,-0-,-0-,-0-,-0-,-0-
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,13 @@ def write_gateway(directory: Path, *, admit_unsigned: bool = True, upstream_url:
     ):
         key = PrivateKey.generate(Algorithm.EDDSA)
         passport = issue_passport(
-            issuer, iss="urn:test:issuer", sub=f"agent-{name}", agent_key=key.public_key, level=level, scopes=scopes, now=now
+            issuer,
+            iss="urn:test:issuer",
+            sub=f"agent-{name}",
+            agent_key=key.public_key,
+            level=level,
+            scopes=scopes,
+            now=now,
         )
         agents[name] = Agent(key, passport, f"agent-{name}")
     (directory / "policy.toml").write_text(POLICY, encoding="utf-8")
@@ -153,7 +164,7 @@ def payments_over_http(directory: Path) -> Iterator[str]:
     data = directory / "data"
     data.mkdir(exist_ok=True)
     env = {**os.environ, "PAYMENTS_DATA": str(data)}
-    process = subprocess.Popen(  # noqa: S603 - our own example server
+    process = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "payments_server.py"), "--http", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -55,8 +55,11 @@ def test_a_valid_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
         ("ops-bot", 2, ("payments:read",))
     ]
     payments, ledger = config.upstreams["payments"], config.upstreams["ledger"]
-    assert payments.command == ("python", "server.py") and not payments.signed
-    assert ledger.url == "http://127.0.0.1:9001/mcp" and ledger.signed and ledger.timeout == 5.0
+    assert payments.command == ("python", "server.py")
+    assert not payments.signed
+    assert ledger.url == "http://127.0.0.1:9001/mcp"
+    assert ledger.signed
+    assert ledger.timeout == 5.0
     assert "http://localhost" in config.allowed_origins
 
 
@@ -72,7 +75,12 @@ def test_a_valid_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
         (("timeout = 5", "timeout = 0"), 25, "upstreams.ledger.timeout", "number from"),
         (("timeout = 5", "tiemout = 5"), 25, "upstreams.ledger.tiemout", "unknown setting"),
         (("[upstreams.payments]", "[upstreams.Pay_ments]"), 16, "upstreams.Pay_ments", "upstream names"),
-        (('command = ["python", "server.py"]', 'command = ["python"]\nurl = "http://x/mcp"'), 16, "upstreams.payments", "exactly one"),
+        (
+            ('command = ["python", "server.py"]', 'command = ["python"]\nurl = "http://x/mcp"'),
+            16,
+            "upstreams.payments",
+            "exactly one",
+        ),
     ],
 )
 def test_each_mistake_names_file_line_and_setting(
@@ -90,7 +98,7 @@ def test_each_mistake_names_file_line_and_setting(
 
 
 def test_a_toml_syntax_error_names_its_line(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID.replace('level = 2', 'level = = 2'))
+    path = _write(tmp_path, VALID.replace("level = 2", "level = = 2"))
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert error.value.line == 13
