@@ -58,14 +58,14 @@ from mcps.core.envelope import (
     without_hop_members,
 )
 from mcps.core.errors import ErrorCode, McpsError
-from mcps.core.keys import PrivateKey
+from mcps.core.keys import KeyId, PrivateKey, PublicKey
 from mcps.core.strict import DEFAULT_LIMITS, MAX_SAFE_INTEGER, Limits, parse_message
 from mcps.core.tools import sign_tool
 from mcps.identity.passports import parse_passport
 from mcps.identity.resolver import PASSPORT_KEY, AgentPublicKey, PassportResolver, attach_passport
 from mcps.policy import Policy
 from mcps.stores.nonces import NonceStore
-from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
+from mcps.verifier import HopTrust, MessageSigner, MessageVerifier, VerifiedMessage
 
 __all__ = ["UNVERIFIABLE_REFUSAL_KEY", "ChannelSecurity", "Inbound", "SecureChannel", "echoable_id"]
 
@@ -100,7 +100,9 @@ class ChannelSecurity:
     passports. ``passport`` (and ``chain``) is this end's own passport, attached to every message it signs; its
     ``cnf`` key must be ``key``. ``grants`` makes a server require per-call grants (:mod:`mcps.bindings.grants`).
     ``policy`` (a :class:`~mcps.policy.Policy` or a :class:`~mcps.bindings.policy.PolicyGate`) decides each verified
-    request and filters ``tools/list`` answers (:mod:`mcps.bindings.policy`).
+    request and filters ``tools/list`` answers (:mod:`mcps.bindings.policy`). ``gateways`` are the intermediaries
+    this end trusts to countersign what they forward (SPEC.md §12.4): their hop records are verified, a grant must
+    be the one the last hop attached, and — with ``required`` — every message must have come through one.
     """
 
     key: PrivateKey
@@ -111,6 +113,7 @@ class ChannelSecurity:
     chain: tuple[str, ...] = ()
     grants: GrantRequirement | None = None
     policy: PolicyGate | Policy | None = None
+    gateways: HopTrust | None = None
     limits: Limits = DEFAULT_LIMITS
     lifetime: int = DEFAULT_LIFETIME
     max_skew: int = DEFAULT_SKEW
@@ -202,6 +205,7 @@ class SecureChannel:
             limits=security.limits,
             max_skew=security.max_skew,
             clock=security.clock,
+            hops=security.gateways,
         )
         self._peer = peer
         self._learn_peer = peer is None
@@ -258,7 +262,13 @@ class SecureChannel:
             caller = self._admit(verified.kid, verified)
             if self._security.grants is not None and message["method"] == "tools/call":
                 # The grant as received (a hop member): checked here, handed on only as the caller's grant.
-                grant = await self._security.grants.check(message, sender=caller.identity, now=self._security.clock())
+                hops = verified.hops
+                grant = await self._security.grants.check(
+                    message,
+                    sender=(caller.identity, caller.kid),
+                    issuer=hops[-1].kid if hops else None,
+                    now=self._security.clock(),
+                )
                 caller = dataclasses.replace(caller, grant=grant)
             if self._security.policy is not None:  # MCPS-009, 010, 016 or 030: the handler never runs
                 gate = as_gate(self._security.policy)
@@ -297,14 +307,35 @@ class SecureChannel:
             verified = _without_hop_members(await self._verifier.verify_parsed(message, in_reply_to=request_sig))
             self._admit(verified.kid, verified)
             delivered = verified.message
+            tool_key = verified.key
+            if verified.gateway_made and "result" in delivered:
+                if not listing:  # a gateway may refuse and filter on the server's behalf, not answer for it
+                    raise McpsError(ErrorCode.UNKNOWN_KEY, "a gateway may not answer for this server")
+                tool_key = self._tool_key(message, verified.key)
             if listing and self._tools is not None and "result" in delivered:
-                delivered = self._tools.filter_result(delivered, verified.key)
+                delivered = self._tools.filter_result(delivered, tool_key)
         except McpsError as error:
             _log_refusal(error, "response", request_id)
             if error.code in _UNBOUND and message_kind(message) is MessageKind.ERROR and self._signed_by_peer(message):
                 return self._unverifiable_refusal(request_id, error)
             return _local_error(request_id, error)
         return Inbound(deliver=delivered)
+
+    def _tool_key(self, message: dict[str, Any], gateway_key: PublicKey) -> PublicKey:
+        """The server's own key for the tools of a listing a gateway filtered and re-signed (SPEC.md §12.4a): each
+        tool keeps the server's ``mcps/tool-sig``, whose key is resolved through the server's trust. When it cannot
+        be (or the tools name none), the gateway's key is returned, which verifies no tool: every tool is blocked."""
+        tools = (message.get("result") or {}).get("tools")
+        first = tools[0] if isinstance(tools, list) and tools and isinstance(tools[0], dict) else {}
+        block = (first.get("_meta") or {}).get("mcps/tool-sig") if isinstance(first.get("_meta"), dict) else None
+        kid = block.get("kid") if isinstance(block, dict) else None
+        if not isinstance(kid, str) or not is_b64u(kid, min_bytes=32, max_bytes=32):
+            return gateway_key
+        try:
+            return self._security.trusted.resolve(KeyId(kid), message, now=self._security.clock())
+        except McpsError as error:
+            _log_refusal(error, "listing's tool key", message.get("id"))
+            return gateway_key
 
     def _signed_by_peer(self, message: dict[str, Any]) -> bool:
         """Whether ``message`` carries a well-formed block, in its time window, whose signature verifies with a key

@@ -294,7 +294,9 @@ def _upstreams(top: _Reader) -> dict[str, UpstreamConfig]:
         trust = entry.string("trust")
         key, anchors = entry.path_of("key"), entry.paths("anchors")
         if (trust == "unsigned") == (key is not None or bool(anchors)) or trust not in (None, "unsigned"):
-            raise entry.error("trust", 'say how its messages are trusted: key = FILE, anchors = [...], or trust = "unsigned"')
+            raise entry.error(
+                "trust", 'say how its messages are trusted: key = FILE, anchors = [...], or trust = "unsigned"'
+            )
         result[name] = UpstreamConfig(
             name=name,
             identity=entry.string("identity", required=True) or name,

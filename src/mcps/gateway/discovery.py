@@ -75,7 +75,9 @@ class DiscoveredUpstream:
     kid: str | None
 
 
-def read_discovery(token: object, key: PublicKey, *, now: float, skew: int = 30) -> tuple[str, list[DiscoveredUpstream]]:
+def read_discovery(
+    token: object, key: PublicKey, *, now: float, skew: int = 30
+) -> tuple[str, list[DiscoveredUpstream]]:
     """Verify a discovery document with the gateway's pinned key: its identity and upstreams, or MCPS errors."""
     jws = parse_compact(
         token,
@@ -99,7 +101,10 @@ def read_discovery(token: object, key: PublicKey, *, now: float, skew: int = 30)
         if not isinstance(entry, dict) or not {"name", "path", "identity", "signed"} <= entry.keys():
             raise McpsError(ErrorCode.MALFORMED_JSON, "discovery document is malformed")
         kid = entry.get("kid")
-        if not all(isinstance(entry[n], str) for n in ("name", "path", "identity")) or type(entry["signed"]) is not bool:
+        if (
+            not all(isinstance(entry[n], str) for n in ("name", "path", "identity"))
+            or type(entry["signed"]) is not bool
+        ):
             raise McpsError(ErrorCode.MALFORMED_JSON, "discovery document is malformed")
         found.append(DiscoveredUpstream(entry["name"], entry["path"], entry["identity"], entry["signed"], kid))
     return iss, found

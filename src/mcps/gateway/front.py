@@ -107,7 +107,7 @@ class GatewayFront:
             try:
                 if self._on_lifespan is not None:
                     await self._on_lifespan(kind)
-            except Exception:  # noqa: BLE001 - reported to the server, which stops with a clear message
+            except Exception:
                 logger.exception("mcps gateway: %s failed", kind)
                 await send({"type": f"lifespan.{kind}.failed", "message": f"gateway {kind} failed (see the log)"})
                 return
@@ -121,7 +121,11 @@ class GatewayFront:
         if host is None or _hostname(host) not in self._hosts:
             return 421, "misdirected request: this host is not served here\n"
         origin = _header(scope, b"origin")
-        if origin is not None and origin.lower().rstrip("/") not in self._origins and _without_port(origin) not in self._origins:
+        if (
+            origin is not None
+            and origin.lower().rstrip("/") not in self._origins
+            and _without_port(origin) not in self._origins
+        ):
             return 403, "origin not allowed\n"
         return None
 
@@ -136,7 +140,7 @@ class GatewayFront:
             if session is None:
                 await self._unknown_session(send)
                 return
-            await self._post(upstream, session, session_id, scope, receive, send)
+            await self._post(upstream, session, session_id, scope, receive=receive, send=send)
         elif method in ("GET", "DELETE"):
             session = sessions.get(session_id) if session_id is not None else None
             if session is None:
@@ -153,7 +157,14 @@ class GatewayFront:
             await _send_bytes(send, 405, b"", b"text/plain", [(b"allow", b"GET, POST, DELETE")])
 
     async def _post(
-        self, upstream: Upstream, session: Session, session_id: str | None, scope: Scope, receive: Receive, send: Send
+        self,
+        upstream: Upstream,
+        session: Session,
+        session_id: str | None,
+        scope: Scope,
+        *,
+        receive: Receive,
+        send: Send,
     ) -> None:
         route = upstream.route
         body = await _read_body(receive, self._relay.limits.max_bytes)
@@ -384,11 +395,14 @@ def _without_port(origin: str) -> str:
 async def _send_bytes(
     send: Send, status: int, body: bytes, content_type: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    all_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode("ascii")), *(headers or [])]
+    all_headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode("ascii")),
+        *(headers or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": all_headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _send_json(send: Send, status: int, message: Mapping[str, Any]) -> None:
     await _send_bytes(send, status, _encode(message), b"application/json")
-

@@ -270,7 +270,9 @@ class Relay:
         exchange.started = time.monotonic()
         return exchange
 
-    def _forwarded(self, route: Route, message: dict[str, Any], peer: Peer, exchange: Exchange | None) -> dict[str, Any]:
+    def _forwarded(
+        self, route: Route, message: dict[str, Any], peer: Peer, exchange: Exchange | None
+    ) -> dict[str, Any]:
         """The message as sent upstream: signed on an unsigned client's behalf, granted, countersigned."""
         now = self._clock()
         if not route.signed:
@@ -295,7 +297,13 @@ class Relay:
             forward, container = copy_with_container(forward)
             container[GRANT_KEY] = grant
         return countersign(
-            forward, self.key, identity=self.identity, audience=route.identity, now=now, on_behalf=on_behalf, grant=grant
+            forward,
+            self.key,
+            identity=self.identity,
+            audience=route.identity,
+            now=now,
+            on_behalf=on_behalf,
+            grant=grant,
         )
 
     # --- from an upstream ---------------------------------------------------------------------------------------
@@ -307,7 +315,9 @@ class Relay:
         except McpsError:
             kind = None
         if kind is None:
-            logger.warning("mcps gateway: upstream %r sent something that is not a JSON-RPC message; dropped", route.name)
+            logger.warning(
+                "mcps gateway: upstream %r sent something that is not a JSON-RPC message; dropped", route.name
+            )
             return None
         exchange = session.exchanges.pop(message.get("id"), None) if kind.is_response else None
         if kind.is_response and exchange is None:
@@ -318,7 +328,7 @@ class Relay:
             logger.warning("mcps gateway: upstream %r spoke before any client was verified; dropped", route.name)
             return None
         try:
-            released = await self._from_upstream(route, session, message, kind, exchange, peer)
+            released = await self._from_upstream(route, session, message, kind, exchange=exchange, peer=peer)
         except McpsError as error:
             if exchange is None:
                 logger.warning("mcps gateway dropped a message from %r: %s", route.name, error.diagnostics())
@@ -332,6 +342,7 @@ class Relay:
         session: Session,
         message: dict[str, Any],
         kind: MessageKind,
+        *,
         exchange: Exchange | None,
         peer: Peer,
     ) -> dict[str, Any] | None:

@@ -77,7 +77,9 @@ class Gateway:
             raise
 
     @classmethod
-    async def _open(cls, config: GatewayConfig, clock: Callable[[], float], closers: list[Callable[[], Any]]) -> Gateway:
+    async def _open(
+        cls, config: GatewayConfig, clock: Callable[[], float], closers: list[Callable[[], Any]]
+    ) -> Gateway:
         key = load_private_key(config.key)
         passport = config.passport.read_text(encoding="ascii").strip() if config.passport is not None else None
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -112,7 +114,8 @@ class Gateway:
             policy=policy,
             visible=lambda caller, server, tools: visible_tools(policy, caller, server, tools),
             pinned_agents={
-                public.kid: PinnedAgent(agent.name, agent.level, frozenset(agent.scopes)) for public, agent in pinned.items()
+                public.kid: PinnedAgent(agent.name, agent.level, frozenset(agent.scopes))
+                for public, agent in pinned.items()
             },
             admit_unsigned=config.admit_unsigned,
             limits=Limits(max_bytes=config.max_message_bytes),
@@ -142,7 +145,7 @@ class Gateway:
         for close in reversed(self._closers):
             try:
                 await close()
-            except Exception:  # noqa: BLE001 - closing continues; each failure is logged
+            except Exception:
                 logger.exception("mcps gateway: error while closing")
         self._closers.clear()
 
@@ -225,5 +228,9 @@ def _upstream_app(upstream: UpstreamConfig, config: GatewayConfig) -> Any:
     from mcps.gateway.stdio_upstream import StdioUpstreamApp  # noqa: PLC0415
 
     return StdioUpstreamApp(
-        list(upstream.command or ()), env=dict(upstream.env), cwd=upstream.cwd, call_timeout=upstream.timeout, max_bytes=limit
+        list(upstream.command or ()),
+        env=dict(upstream.env),
+        cwd=upstream.cwd,
+        call_timeout=upstream.timeout,
+        max_bytes=limit,
     )

@@ -107,7 +107,9 @@ async def _signed_tools(config: GatewayConfig, upstream: UpstreamConfig) -> tupl
     if upstream.url is not None:
         from mcps.bindings.http_client import signed_streamable_http_client  # noqa: PLC0415
 
-        transport: Any = signed_streamable_http_client(upstream.url, security, server_identity=upstream.identity, tools=guard)
+        transport: Any = signed_streamable_http_client(
+            upstream.url, security, server_identity=upstream.identity, tools=guard
+        )
     else:
         from mcps.bindings.mcp_client import signed_stdio_client  # noqa: PLC0415
 
@@ -237,7 +239,9 @@ def write_starter(
     write("policy.toml", _POLICY.format(name=name, rules=rules))
     write("gateway.toml", _CONFIG.format(name=name, listen=listen, command=json.dumps(list(command))))
     write("README.txt", _README.format(name=name, listen=listen))
-    lock = Lockfile().with_server(f"urn:mcps:upstream:{name}", ServerPins(None, {t["name"]: pin_hash(t) for t in tools}))
+    lock = Lockfile().with_server(
+        f"urn:mcps:upstream:{name}", ServerPins(None, {t["name"]: pin_hash(t) for t in tools})
+    )
     from mcps.bindings.tools import save_lockfile  # noqa: PLC0415
 
     save_lockfile(lock, directory / "mcps.lock")

@@ -50,7 +50,9 @@ class UpstreamTools:
         if self._stale:
             raise McpsError(ErrorCode.TOOL_CHANGED, "tool list changed: list tools again before calling")
         if not isinstance(name, str) or self._pins is None or name not in self._pins.tools:
-            raise McpsError(ErrorCode.TOOL_CHANGED, "tool is not pinned or approved", detail=f"upstream {self.upstream}")
+            raise McpsError(
+                ErrorCode.TOOL_CHANGED, "tool is not pinned or approved", detail=f"upstream {self.upstream}"
+            )
         if name in self._blocked:
             raise McpsError(ErrorCode.TOOL_CHANGED, detail=f"{name!r} blocked: {self._blocked[name]}")
 
@@ -87,7 +89,9 @@ class UpstreamTools:
                 self._block(finding)
             else:
                 renamed = f" (renamed from {finding.previous!r})" if finding.previous else ""
-                logger.warning("mcps gateway held tool %r of %r: %s%s", finding.name, self.upstream, finding.status.value, renamed)
+                logger.warning(
+                    "mcps gateway held tool %r of %r: %s%s", finding.name, self.upstream, finding.status.value, renamed
+                )
         if complete:
             self._stale = False
         return kept
