@@ -178,6 +178,16 @@ class MessageVerifier:
         self._skew = max_skew
         self._clock = clock
 
+    def _signed_by_hop(self, checked: _AuthenticatedMessage, now: float) -> bool:
+        """Whether the block itself was made with a trusted hop's key: a gateway speaking for itself has passed
+        the gateway, so a required hop record is not missing (SPEC.md §12.4 step 1)."""
+        if self._hops is None or isinstance(checked.key, HopKey):
+            return isinstance(checked.key, HopKey)
+        try:
+            return self._hops.keys.resolve(checked.block.kid, checked.message, now=now).kid == checked.block.kid
+        except McpsError:
+            return False
+
     async def verify(self, raw: bytes, *, in_reply_to: str | None = None, now: float | None = None) -> VerifiedMessage:
         """Verify a message as received (bytes). Steps 1–2 (size, strict parse) then :meth:`verify_parsed`."""
         return await self.verify_parsed(parse_message(raw, self._limits), in_reply_to=in_reply_to, now=now)
@@ -192,9 +202,9 @@ class MessageVerifier:
         )
         hops: tuple[VerifiedHop, ...] = ()
         if self._hops is not None:  # 8b. Hop records, before anything is recorded (SPEC.md §12.4)
-            names = self.audience
+            required = self._hops.required and not self._signed_by_hop(checked, at)
             hops = verify_hops(
-                message, keys=self._hops.keys, names=names, now=at, skew=self._skew, required=self._hops.required
+                message, keys=self._hops.keys, names=self.audience, now=at, skew=self._skew, required=required
             )
         if isinstance(checked.key, HopKey) and not checked.kind.is_response:
             raise McpsError(ErrorCode.UNKNOWN_KEY, "a gateway may only answer on the other end's behalf")

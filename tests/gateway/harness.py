@@ -171,20 +171,69 @@ def payments_over_http(directory: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the payments server did not start") from None
-                time.sleep(0.05)
+        _wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        process.terminate()
+        _stop(process)
+
+
+LEDGER_ID = "urn:example:ledger"
+
+
+@contextmanager
+def signed_ledger(files: GatewayFiles) -> Iterator[tuple[str, PrivateKey]]:
+    """The payments server with mcps in it (examples/gateway/signed_payments_server.py) on 127.0.0.1, added to the
+    gateway's configuration and policy as the signed upstream ``ledger``; yields (its URL, its TEST key)."""
+    directory = files.directory
+    key = PrivateKey.generate(Algorithm.EDDSA)
+    save_private_key(key, directory / "ledger.pem")
+    (directory / "ledger.pub.jwk").write_text(json.dumps(key.public_key.to_jwk()), encoding="utf-8")
+    (directory / "gateway.pub.jwk").write_text(json.dumps(files.gateway_key.public_key.to_jwk()), encoding="utf-8")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        str(EXAMPLES / "signed_payments_server.py"),
+        "--port", str(port),
+        "--key", str(directory / "ledger.pem"),
+        "--identity", LEDGER_ID,
+        "--anchors", str(directory / "anchors.jwks"),
+        "--gateway-key", str(directory / "gateway.pub.jwk"),
+    ]  # fmt: skip
+    env = {**os.environ, "PAYMENTS_DATA": str(directory / "data")}
+    process = subprocess.Popen(command, env=env, cwd=EXAMPLES, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+    with files.config.open("a", encoding="utf-8") as config:
+        config.write(
+            f'\n[upstreams.ledger]\nidentity = "{LEDGER_ID}"\nurl = "{url}"\nkey = "ledger.pub.jwk"\ntimeout = 20\n'
+        )
+    policy = (directory / "policy.toml").read_text(encoding="utf-8")
+    ledger_rules = policy[policy.index("[servers.payments]") :].replace("servers.payments", "servers.ledger")
+    (directory / "policy.toml").write_text(policy + "\n" + ledger_rules, encoding="utf-8")
+    try:
+        _wait_for_port(port, process)
+        yield url, key
+    finally:
+        _stop(process)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while True:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

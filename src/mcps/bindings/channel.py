@@ -305,7 +305,8 @@ class SecureChannel:
         self._listings.discard(request_id)
         try:
             verified = _without_hop_members(await self._verifier.verify_parsed(message, in_reply_to=request_sig))
-            self._admit(verified.kid, verified)
+            if not verified.gateway_made:  # a gateway's refusal or filtered listing does not make it the peer
+                self._admit(verified.kid, verified)
             delivered = verified.message
             tool_key = verified.key
             if verified.gateway_made and "result" in delivered:

@@ -39,7 +39,7 @@ from mcps.core.strict import Limits
 from mcps.gateway.tools import UpstreamTools
 from mcps.identity.grants import mint_grant
 from mcps.identity.levels import TrustLevel
-from mcps.identity.resolver import PASSPORT_KEY, attach_passport
+from mcps.identity.resolver import CHAIN_KEY, PASSPORT_KEY, attach_passport
 from mcps.identity.revocation import RevocationKey, RevocationStore
 from mcps.policy.model import CallContext, Decision, Policy, Principal
 from mcps.stores.nonces import NonceStore
@@ -278,7 +278,11 @@ class Relay:
         if not route.signed:
             return _without_mcps_members(message)
         on_behalf = not peer.signed
-        forward = self._sign_own(message, audience=route.identity, in_reply_to=None, now=now) if on_behalf else message
+        forward = (
+            self._sign_own(message, audience=route.identity, in_reply_to=None, now=now, passport=True)
+            if on_behalf
+            else message
+        )
         grant = None
         if exchange is not None and exchange.method == "tools/call" and exchange.tool is not None:
             arguments = (message.get("params") or {}).get("arguments")
@@ -365,7 +369,8 @@ class Relay:
             return _without_mcps_members(message) if not route.signed else message
         if made_block:
             binding = exchange.client_sig if exchange is not None else None
-            message = self._sign_own(message, audience=peer.address, in_reply_to=binding, now=now)
+            keep = route.signed  # a filtered listing keeps the upstream's passport: its tools' key is found there
+            message = self._sign_own(message, audience=peer.address, in_reply_to=binding, now=now, keep_identity=keep)
         if kind is MessageKind.REQUEST:
             session.upstream_requests[message["id"]] = _sig_of(message) or ""
         return countersign(
@@ -465,11 +470,24 @@ class Relay:
         return countersign(signed, self.key, identity=self.identity, audience=peer.address, now=now, on_behalf=made)
 
     def _sign_own(
-        self, message: dict[str, Any], *, audience: str, in_reply_to: str | None, now: float
+        self,
+        message: dict[str, Any],
+        *,
+        audience: str,
+        in_reply_to: str | None,
+        now: float,
+        passport: bool = False,
+        keep_identity: bool = False,
     ) -> dict[str, Any]:
-        """``message`` signed by the gateway itself: every ``mcps/`` member of its container replaced."""
-        clean = _without_mcps_members(message)
-        if self._passport is not None:
+        """``message`` signed by the gateway itself, every ``mcps/`` member of its container replaced.
+
+        ``passport`` attaches the gateway's own passport (requests it makes for an unsigned client, which the
+        upstream may verify through anchors). ``keep_identity`` keeps the other end's ``mcps/passport`` and
+        ``mcps/chain`` (a listing the gateway filtered: the client finds the tools' key in them, SPEC.md §12.4a).
+        """
+        kept = (PASSPORT_KEY, CHAIN_KEY) if keep_identity else ()
+        clean = _without_mcps_members(message, keep=kept)
+        if passport and self._passport is not None:
             clean = attach_passport(clean, self._passport)
         return sign_message(clean, self.key, audience=audience, in_reply_to=in_reply_to, now=now)
 
@@ -530,13 +548,14 @@ def _sig_of(message: Mapping[str, Any]) -> str | None:
     return sig if isinstance(sig, str) else None
 
 
-def _without_mcps_members(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``message`` whose block container holds no ``mcps/`` member (what an unsigned upstream gets)."""
+def _without_mcps_members(message: Mapping[str, Any], *, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A copy of ``message`` whose block container holds no ``mcps/`` member but those in ``keep``."""
     container = block_container(message)
-    if container is None or not any(name.startswith(MCPS_PREFIX) for name in container):
+    drop = [name for name in container or () if name.startswith(MCPS_PREFIX) and name not in keep]
+    if not drop:
         return dict(message)
     copy, copied = copy_with_container(message)
-    for name in [name for name in copied if name.startswith(MCPS_PREFIX)]:
+    for name in drop:
         del copied[name]
     return copy
 
