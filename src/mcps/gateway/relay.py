@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from mcps.audit.entry import AuditEvent, json_hash
 from mcps.audit.log import AuditLog
+from mcps.bindings.channel import echoable_id
 from mcps.core.encoding import is_b64u
 from mcps.core.envelope import (
     GRANT_KEY,
@@ -193,11 +194,15 @@ class Relay:
             else:
                 raise McpsError(ErrorCode.SIGNATURE_MISSING)
             self._pin_peer(session, peer)
-            exchange = None
+            exchange, receipt = None, None
             if kind is MessageKind.REQUEST:
-                exchange = await self._authorize(route, session, message, peer, client_sig)
-            forward = self._forwarded(route, message, peer, exchange)
+                exchange, receipt = await self._authorize(route, session, message, peer, client_sig)
+            forward = self._forwarded(route, message, peer, exchange, receipt)
+        except _AuditedRefusal as refusal:
+            return self._refused(route, session, message, kind, refusal.error, receipt=refusal.receipt)
         except McpsError as error:
+            if error.code is ErrorCode.REVOKED:  # an authenticated refusal: the kill switch at work is recorded
+                await self._record_refusal(route, message, error)
             return self._refused(route, session, message, kind, error)
         if exchange is not None:
             exchange.forwarded_sig = _sig_of(forward)
@@ -245,7 +250,7 @@ class Relay:
 
     async def _authorize(
         self, route: Route, session: Session, message: dict[str, Any], peer: Peer, client_sig: str | None
-    ) -> Exchange:
+    ) -> tuple[Exchange, dict[str, Any]]:
         """Tool pins and policy for one request; the decision is in the audit log before this returns."""
         if len(session.exchanges) >= MAX_IN_FLIGHT:
             raise McpsError(ErrorCode.RATE_LIMITED, detail="too many requests in flight on this session")
@@ -264,14 +269,19 @@ class Relay:
             decision = await self._policy.decide(call, now=self._clock())
         except McpsError as error:
             decision = Decision.deny(error.code, error.message, error.detail or "", ())
-        await self._record(route, peer, exchange, decision, arguments)
+        receipt = await self._record(route, peer, exchange, decision, arguments)
         if not decision.allowed:
-            raise decision.error()
+            raise _AuditedRefusal(decision.error(), receipt)
         exchange.started = time.monotonic()
-        return exchange
+        return exchange, receipt
 
     def _forwarded(
-        self, route: Route, message: dict[str, Any], peer: Peer, exchange: Exchange | None
+        self,
+        route: Route,
+        message: dict[str, Any],
+        peer: Peer,
+        exchange: Exchange | None,
+        receipt: dict[str, Any] | None,
     ) -> dict[str, Any]:
         """The message as sent upstream: signed on an unsigned client's behalf, granted, countersigned."""
         now = self._clock()
@@ -308,6 +318,7 @@ class Relay:
             now=now,
             on_behalf=on_behalf,
             grant=grant,
+            receipt=receipt,
         )
 
     # --- from an upstream ---------------------------------------------------------------------------------------
@@ -420,8 +431,8 @@ class Relay:
         """An answer that failed verification: the client gets the gateway's refusal for its request instead."""
         logger.warning("mcps gateway refused an answer from %r: %s", route.name, error.diagnostics())
         failure = {"jsonrpc": "2.0", "id": exchange.request_id, "error": error.to_jsonrpc_error()}
-        await self._record_answer(route, exchange, failure, MessageKind.ERROR, upstream_signed=route.signed)
-        return self.refusal_for(exchange.peer, failure, exchange.client_sig)
+        receipt = await self._record_answer(route, exchange, failure, MessageKind.ERROR, upstream_signed=route.signed)
+        return self.refusal_for(exchange.peer, failure, exchange.client_sig, receipt=receipt)
 
     async def answer_failed(
         self, route: Route, session: Session, request_id: object, error: McpsError
@@ -442,12 +453,17 @@ class Relay:
     # --- refusals, signing, audit -------------------------------------------------------------------------------
 
     def _refused(
-        self, route: Route, session: Session, message: dict[str, Any], kind: MessageKind | None, error: McpsError
+        self,
+        route: Route,
+        session: Session,
+        message: dict[str, Any],
+        kind: MessageKind | None,
+        error: McpsError,
+        *,
+        receipt: dict[str, Any] | None = None,
     ) -> ClientOutcome:
         logger.warning("mcps gateway refused a %s for %r: %s", kind or "message", route.name, error.diagnostics())
-        request_id = message.get("id")
-        if kind is not MessageKind.REQUEST or not isinstance(request_id, str | int) or isinstance(request_id, bool):
-            request_id = None
+        request_id = echoable_id(message.get("id")) if kind is MessageKind.REQUEST else None
         failure = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
         container = block_container(message) if kind is not None else None
         claimed = (container or {}).get(SIG_KEY)
@@ -457,17 +473,20 @@ class Relay:
         peer = session.peer or Peer(
             Principal.unsigned(UNSIGNED_IDENTITY), _claimed_address(container or {}, claimed or {}), frozenset()
         )
-        return ClientOutcome(reply=self.refusal_for(peer, failure, claimed_sig, made=True), error=error)
+        return ClientOutcome(reply=self.refusal_for(peer, failure, claimed_sig, receipt=receipt), error=error)
 
     def refusal_for(
-        self, peer: Peer, failure: dict[str, Any], client_sig: str | None, *, made: bool = True
+        self, peer: Peer, failure: dict[str, Any], client_sig: str | None, *, receipt: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """``failure`` signed by the gateway for ``peer`` (with its hop record), or as is for an unsigned client."""
+        """``failure`` signed by the gateway for ``peer``, with its hop record (and the audit receipt of the
+        decision, when it was recorded); as is for an unsigned client, which checks nothing."""
         if client_sig is None:
             return failure
         now = self._clock()
         signed = self._sign_own(failure, audience=peer.address, in_reply_to=client_sig, now=now)
-        return countersign(signed, self.key, identity=self.identity, audience=peer.address, now=now, on_behalf=made)
+        return countersign(
+            signed, self.key, identity=self.identity, audience=peer.address, now=now, on_behalf=True, receipt=receipt
+        )
 
     def _sign_own(
         self,
@@ -493,7 +512,7 @@ class Relay:
 
     async def _record(
         self, route: Route, peer: Peer, exchange: Exchange, decision: Decision, arguments: Mapping[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
         principal = peer.principal
         event = AuditEvent(
             event="call" if decision.allowed else "deny",
@@ -510,7 +529,29 @@ class Relay:
             arguments=dict(arguments) if self._log_arguments and exchange.method == "tools/call" else None,
             data={"rules": list(decision.rules), "agent_signed": principal.signed},
         )
-        await self._audit.append(event)  # raises MCPS-030: nothing is forwarded that is not logged
+        receipt = await self._audit.append(event)  # raises MCPS-030: nothing is forwarded that is not logged
+        return receipt.to_json()
+
+    async def _record_refusal(self, route: Route, message: dict[str, Any], error: McpsError) -> None:
+        """A refusal after authentication (a revoked agent): recorded, with what the message claims of its sender."""
+        params = message.get("params")
+        method = message.get("method")
+        tool = params.get("name") if isinstance(params, dict) and method == "tools/call" else None
+        claimed = (block_container(message) or {}).get(SIG_KEY)
+        kid = claimed.get("kid") if isinstance(claimed, dict) else None
+        event = AuditEvent(
+            event="deny",
+            kid=kid if isinstance(kid, str) and len(kid) <= 64 else None,
+            method=method if isinstance(method, str) and len(method) <= 256 else None,
+            tool=tool if isinstance(tool, str) and len(tool) <= 256 else None,
+            decision="deny",
+            code=error.code.mcps,
+            upstream=route.name,
+        )
+        try:
+            await self._audit.append(event)
+        except McpsError as failure:  # the refusal stands either way
+            logger.error("mcps gateway could not record a refusal: %s", failure.diagnostics())  # noqa: TRY400
 
     async def _record_answer(
         self, route: Route, exchange: Exchange, message: dict[str, Any], kind: MessageKind, *, upstream_signed: bool
@@ -539,6 +580,15 @@ class Relay:
         )
         receipt = await self._audit.append(event)
         return receipt.to_json()
+
+
+class _AuditedRefusal(Exception):
+    """A refusal whose decision is already in the audit log: the receipt travels back in the hop record."""
+
+    def __init__(self, error: McpsError, receipt: dict[str, Any]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.receipt = receipt
 
 
 def _sig_of(message: Mapping[str, Any]) -> str | None:
