@@ -102,5 +102,7 @@ def test_error_codes_are_stable() -> None:
     assert ErrorCode.BAD_SIGNATURE.jsonrpc == -33004
     assert ErrorCode.REPLAY.value == 5
     assert ErrorCode.NO_COMMON_VERSION.value == 15
-    assert [code.value for code in ErrorCode] == list(range(1, len(ErrorCode) + 1))
+    reserved = {34, 35}  # the gateway's (hop record invalid, upstream unavailable), defined on its own branch
+    numbers = [code.value for code in ErrorCode]
+    assert numbers == [n for n in range(1, max(numbers) + 1) if n not in reserved or n in numbers]
     assert ErrorCode.from_mcps("MCPS-030") is ErrorCode.STORE_UNAVAILABLE

@@ -54,6 +54,9 @@ class ErrorCode(enum.Enum):
     GRANT_REPLAYED = 31
     GRANT_MISMATCH = 32
     AUDIT_INVALID = 33
+    # 034 and 035 are reserved by the gateway (hop record invalid, upstream unavailable).
+    CONTENT_DIGEST_MISMATCH = 36
+    CERTIFICATE_INVALID = 37
 
     @property
     def mcps(self) -> str:
@@ -112,6 +115,8 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.GRANT_REPLAYED: "grant was already used",
     ErrorCode.GRANT_MISMATCH: "grant does not match this call",
     ErrorCode.AUDIT_INVALID: "audit log or audit evidence does not verify",
+    ErrorCode.CONTENT_DIGEST_MISMATCH: "content digest does not match the body",
+    ErrorCode.CERTIFICATE_INVALID: "agent certificate is invalid",
 }
 
 
