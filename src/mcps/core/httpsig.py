@@ -15,7 +15,7 @@ only in where the signature and its parameters travel:
 
 Parsing here is shape only (pure, no clock, no keys): :func:`parse_request_signature` returns an
 :class:`UnverifiedRequestSignature` or raises with the defect's code. Verification (time, audience, key, nonce, …)
-is the job of :mod:`mcps.bindings.http_api`. Responses are signed with RFC 9421 in every case, bound to the request by
+is the job of :mod:`mcps.http_api`. Responses are signed with RFC 9421 in every case, bound to the request by
 covering its signature with the ``req`` parameter (§12.7).
 """
 
