@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from mcps import MemoryNonceStore
 from mcps.http_api import AgentTrustMiddleware, HttpApiSecurity, agent_trust_keys_app
 from mcps.identity import MemoryRevocationStore, TrustAnchor, TrustAnchors, TrustLevel
-from mcps.identity.agentpass import CertificateAnchor, CertificateAnchors, issue_ca_certificate
+from mcps.identity.agentpass import CertificateAnchors, issue_ca_certificate
 from mcps.policy import PolicyFile
 from mcps.stores.counters import MemoryCounterStore
 

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from tests.http_api.harness import World, service, serving
 
 from mcps import McpsError, PrivateKey
 from mcps.audit.sqlite_log import SqliteAuditLog
@@ -21,7 +22,6 @@ from mcps.identity import RevocationKey, RevocationKind, TrustAnchor, TrustAncho
 from mcps.identity.agentpass import issue_ca_certificate
 from mcps.policy import PolicyFile
 from mcps.stores.counters import MemoryCounterStore
-from tests.http_api.harness import World, serving, service
 
 FORMATS = list(SignatureFormat)
 Tamper = Callable[[httpx.Request], httpx.Request]
@@ -58,7 +58,9 @@ def refused(response: httpx.Response, status: int, code: str) -> None:
                                "mcps_code": code}  # fmt: skip
 
 
-def rebuilt(request: httpx.Request, *, url: str | None = None, content: bytes | None = None, **headers: str) -> httpx.Request:
+def rebuilt(
+    request: httpx.Request, *, url: str | None = None, content: bytes | None = None, **headers: str
+) -> httpx.Request:
     fields = {k: v for k, v in request.headers.items() if k != "content-length"}
     fields.update(headers)
     body = request.content if content is None else content
@@ -68,7 +70,10 @@ def rebuilt(request: httpx.Request, *, url: str | None = None, content: bytes | 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_each_level_boundary_in_every_format(fmt: SignatureFormat) -> None:
     world = World()
-    async with serving(lambda origin: service(world.security(origin))) as origin, httpx.AsyncClient(base_url=origin) as client:
+    async with (
+        serving(lambda origin: service(world.security(origin))) as origin,
+        httpx.AsyncClient(base_url=origin) as client,
+    ):
         for agent_level in range(5):
             auth = auth_for(world, passport=world.passport(agent_level))
             for op_level in range(5):
@@ -121,12 +126,16 @@ async def test_tampered_requests_are_refused_before_the_application(
         response = await send(client, auth_for(world), "POST", "/payments", body={"amount": 5}, tamper=tamper)
         refused(response, status, code)
         assert app_holder[0].state.calls == []
-        assert b"9999" not in response.content and b"agent-7" not in response.content  # nothing echoed
+        assert b"9999" not in response.content  # nothing of the request is echoed
+        assert b"agent-7" not in response.content
 
 
 async def test_missing_signature_is_401_with_accept_signature() -> None:
     world = World()
-    async with serving(lambda origin: service(world.security(origin))) as origin, httpx.AsyncClient(base_url=origin) as client:
+    async with (
+        serving(lambda origin: service(world.security(origin))) as origin,
+        httpx.AsyncClient(base_url=origin) as client,
+    ):
         response = await client.get("/levels/0")
         refused(response, 401, "MCPS-026")
         assert "accept-signature" in response.headers
@@ -140,7 +149,10 @@ async def test_missing_signature_is_401_with_accept_signature() -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_replay_is_refused(fmt: SignatureFormat) -> None:
     world = World()
-    async with serving(lambda origin: service(world.security(origin))) as origin, httpx.AsyncClient(base_url=origin) as client:
+    async with (
+        serving(lambda origin: service(world.security(origin))) as origin,
+        httpx.AsyncClient(base_url=origin) as client,
+    ):
         request = client.build_request("POST", "/payments", json={"amount": 1})
         auth_for(world).sign(request, fmt)
         assert (await client.send(request)).status_code == 200
@@ -149,18 +161,24 @@ async def test_replay_is_refused(fmt: SignatureFormat) -> None:
 
 async def test_wrong_audience_passport_and_origin() -> None:
     world = World()
-    async with serving(lambda origin: service(world.security(origin))) as origin, httpx.AsyncClient(base_url=origin) as client:
+    async with (
+        serving(lambda origin: service(world.security(origin))) as origin,
+        httpx.AsyncClient(base_url=origin) as client,
+    ):
         for_other = world.passport(2, aud=["https://payments.other.example"])
         refused(await send(client, auth_for(world, passport=for_other), "GET", "/levels/1"), 401, "MCPS-011")
     # the same service configured under another origin: the request names a Host it is not
-    async with serving(lambda _: service(world.security("https://api.example"))) as origin:
-        async with httpx.AsyncClient(base_url=origin) as client:
-            refused(await send(client, auth_for(world), "GET", "/levels/1"), 401, "MCPS-011")
+    elsewhere = serving(lambda _: service(world.security("https://api.example")))
+    async with elsewhere as origin, httpx.AsyncClient(base_url=origin) as client:
+        refused(await send(client, auth_for(world), "GET", "/levels/1"), 401, "MCPS-011")
 
 
 async def test_expired_passport_and_revoked_agent() -> None:
     world = World()
-    async with serving(lambda origin: service(world.security(origin))) as origin, httpx.AsyncClient(base_url=origin) as client:
+    async with (
+        serving(lambda origin: service(world.security(origin))) as origin,
+        httpx.AsyncClient(base_url=origin) as client,
+    ):
         expired = world.passport(2, now=world.now - 7200, ttl=3600)
         refused(await send(client, auth_for(world, passport=expired), "GET", "/levels/1"), 401, "MCPS-002")
         await world.revocations.revoke(RevocationKey.local(RevocationKind.SUB, "agent-7"), now=world.now)
@@ -169,7 +187,10 @@ async def test_expired_passport_and_revoked_agent() -> None:
 
 async def test_agentpass_certificates_unknown_ca_and_level_above_the_cap() -> None:
     world = World()
-    async with serving(lambda origin: service(world.security(origin))) as origin, httpx.AsyncClient(base_url=origin) as client:
+    async with (
+        serving(lambda origin: service(world.security(origin))) as origin,
+        httpx.AsyncClient(base_url=origin) as client,
+    ):
         capped = auth_for(world, certificate=world.certificate(4))  # claims L4, the CA may grant L2
         response = await send(client, capped, "GET", "/levels/2", fmt=SignatureFormat.AGENT_SIGNATURE)
         assert response.json() == {"op": "level2", "agent": "agent-cert-1"}
@@ -260,7 +281,13 @@ async def test_policy_spend_and_rate_and_the_audit_log(tmp_path: Path) -> None:
         refused(await client.send(dup), 400, "MCPS-020")
     entries = await log.entries(0, 5)
     decisions = [(json.loads(e.data)["decision"], json.loads(e.data).get("code")) for e in entries]
-    assert decisions == [("deny", "MCPS-016"), ("allow", None), ("allow", None), ("deny", "MCPS-010"), ("deny", "MCPS-020")]
+    assert decisions == [
+        ("deny", "MCPS-016"),
+        ("allow", None),
+        ("allow", None),
+        ("deny", "MCPS-010"),
+        ("deny", "MCPS-020"),
+    ]
     await log.aclose()
 
 

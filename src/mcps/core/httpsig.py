@@ -409,9 +409,7 @@ def sign_response(
     }
 
 
-def parse_response_signature(
-    headers: Mapping[str, Sequence[str]], binding: Component
-) -> UnverifiedResponseSignature:
+def parse_response_signature(headers: Mapping[str, Sequence[str]], binding: Component) -> UnverifiedResponseSignature:
     """The response's signature, which must cover exactly :func:`expected_response_components` (MCPS-026 when the
     response carries none, MCPS-027 when it is malformed or covers anything else, MCPS-012 when it is bound to
     another signature of the request)."""

@@ -23,7 +23,6 @@ from typing import Any
 import http_sf
 import httpx
 
-from mcps.http_api.openapi import OperationTable
 from mcps.core.envelope import DEFAULT_SKEW
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.http_fields import Component, MessageView, check_content_digest, content_digest
@@ -38,6 +37,7 @@ from mcps.core.httpsig import (
     sign_request,
 )
 from mcps.core.keys import PrivateKey, PublicKey
+from mcps.http_api.openapi import OperationTable
 
 __all__ = ["AgentTrustAuth"]
 
@@ -62,7 +62,7 @@ class AgentTrustAuth(httpx.Auth):
         certificate: str | None = None,
         signature_agent: str | None = None,
         openapi: Mapping[str, Any] | None = None,
-        format: SignatureFormat = SignatureFormat.RFC9421,  # noqa: A002 - the word the SPEC uses
+        format: SignatureFormat = SignatureFormat.RFC9421,
         tag: str | None = None,
         lifetime: int = DEFAULT_HTTP_LIFETIME,
         skew: int = DEFAULT_SKEW,

@@ -20,9 +20,7 @@ __all__ = ["AGENT_TRUST_KEYS_PATH", "agent_trust_keys_app"]
 AGENT_TRUST_KEYS_PATH: Final = "/.well-known/agent-trust-keys"
 
 
-def agent_trust_keys_app(
-    keys: TrustAnchors | Callable[[], TrustAnchors], *, max_age: int = 300
-) -> Callable[..., Any]:
+def agent_trust_keys_app(keys: TrustAnchors | Callable[[], TrustAnchors], *, max_age: int = 300) -> Callable[..., Any]:
     """A small ASGI app answering ``GET`` and ``HEAD`` with the JWK Set (``application/jwk-set+json``), 405 for other
     methods. ``keys`` may be a callable, read on every request (a key set that is reloaded)."""
 

@@ -35,12 +35,12 @@ from typing import Any, Final
 
 from mcps.audit.entry import AuditEvent, json_hash
 from mcps.audit.log import AuditLog
-from mcps.http_api.openapi import OperationRequirement, OperationTable
-from mcps.http_api.verifier import HttpApiSecurity, HttpCaller, RequestVerifier
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.http_fields import Component, MessageView, check_content_digest, content_digest
 from mcps.core.httpsig import CONTENT_DIGEST, parse_request_signature, sign_response
 from mcps.core.strict import Limits, parse_message
+from mcps.http_api.openapi import OperationRequirement, OperationTable
+from mcps.http_api.verifier import HttpApiSecurity, HttpCaller, RequestVerifier
 from mcps.policy.model import CallContext, Decision, Policy
 
 __all__ = ["STATUS", "AgentTrustMiddleware", "current_http_caller"]
@@ -93,7 +93,7 @@ def _raw_path(scope: Scope) -> str:
     return f"{path}?{query}" if query else path
 
 
-class _Refusal(Exception):  # noqa: N818 - control flow inside the middleware only, never raised outside it
+class _Refusal(Exception):
     def __init__(self, error: McpsError) -> None:
         self.error = error
 
@@ -172,15 +172,21 @@ class AgentTrustMiddleware:
                 raise _Refusal(error) from None
             assert operation.min_level is not None  # noqa: S101 - guarded() says so; for the type checker
             if caller.level < operation.min_level:
-                raise _Refusal(McpsError(ErrorCode.INSUFFICIENT_TRUST, detail=f"{caller.level} < {operation.min_level}"))
+                raise _Refusal(
+                    McpsError(ErrorCode.INSUFFICIENT_TRUST, detail=f"{caller.level} < {operation.min_level}")
+                )
             arguments = _arguments(headers, body)
             decision = await self._decide(operation, caller, arguments, now)
-            await self._record(operation, scope, caller, arguments, decision, None)
+            await self._record(
+                operation, scope=scope, caller=caller, arguments=arguments, decision=decision, error=None
+            )
         except _Refusal as refusal:
-            await self._record(operation, scope, caller, None, None, refusal.error)
+            await self._record(
+                operation, scope=scope, caller=caller, arguments=None, decision=None, error=refusal.error
+            )
             await self._refuse(send, refusal.error, view, binding, now)
             return
-        await self._run(scope, receive, send, body, caller, view, binding)
+        await self._run(scope=scope, receive=receive, send=send, body=body, caller=caller, view=view, binding=binding)
 
     async def _read_body(self, receive: Receive) -> bytes:
         body = bytearray()
@@ -209,6 +215,7 @@ class AgentTrustMiddleware:
     async def _record(
         self,
         operation: OperationRequirement,
+        *,
         scope: Scope,
         caller: HttpCaller | None,
         arguments: dict[str, Any] | None,
@@ -252,10 +259,13 @@ class AgentTrustMiddleware:
         extra = [(b"content-type", b"application/problem+json"), (b"cache-control", b"no-store")]
         if status == 401:
             extra += [(b"www-authenticate", b"AgentTrust"), (b"accept-signature", ACCEPT_SIGNATURE.encode())]
-        await self._send_signed(send, status, extra, body, request, binding, now)
+        await self._send_signed(
+            send, status=status, headers=extra, body=body, request=request, binding=binding, now=now
+        )
 
     async def _run(
         self,
+        *,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -298,7 +308,10 @@ class AgentTrustMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 kept = [(k, v) for k, v in start.get("headers", []) if bytes(k).lower() not in _STRIPPED]
-                await self._send_signed(send, int(start["status"]), kept, b"".join(chunks), view, binding, None)
+                status, body = int(start["status"]), b"".join(chunks)
+                await self._send_signed(
+                    send, status=status, headers=kept, body=body, request=view, binding=binding, now=None
+                )
 
         token = _caller.set(caller)
         try:
@@ -309,6 +322,7 @@ class AgentTrustMiddleware:
     async def _send_signed(
         self,
         send: Send,
+        *,
         status: int,
         headers: list[tuple[bytes, bytes]],
         body: bytes,

@@ -121,7 +121,7 @@ def _requirement(
     used: dict[str, AgentTrustScheme] = {}
     for alternative in security:
         if not isinstance(alternative, dict):
-            raise ValueError(f"{where}: a security requirement is not an object")
+            raise ValueError(f"{where}: a security requirement is not an object")  # noqa: TRY004 - a config error
         if not alternative:
             optional = True
             continue
@@ -160,7 +160,7 @@ class OperationTable:
         default = document.get("security")
         operations: list[tuple[re.Pattern[str], int, OperationRequirement]] = []
         paths = document.get("paths")
-        for path, item in (paths.items() if isinstance(paths, dict) else ()):
+        for path, item in paths.items() if isinstance(paths, dict) else ():
             if not isinstance(item, dict) or not isinstance(path, str):
                 continue
             pattern, templated = _path_pattern(path)

@@ -53,7 +53,9 @@ def origin_of(url: str) -> str:
     host = parts.hostname.lower()
     if ":" in host:
         host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[parts.scheme] else "")
+    return f"{parts.scheme}://{host}" + (
+        f":{port}" if port is not None and port != _DEFAULT_PORTS[parts.scheme] else ""
+    )
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,10 @@ class Authenticated:
 
 def _passport_tokens(headers: Mapping[str, Sequence[str]], fmt: SignatureFormat) -> tuple[str, list[str]] | None:
     if fmt is SignatureFormat.ATTP:
-        lines = headers.get(ATTP_TRUST) or []
-        if len(lines) != 1:
+        trust = headers.get(ATTP_TRUST) or []
+        if len(trust) != 1:
             raise McpsError(ErrorCode.PASSPORT_MALFORMED, detail="X-Agent-Trust must be one passport")
-        return lines[0].strip(), []
+        return trust[0].strip(), []
     lines = headers.get(PASSPORT_HEADER)
     if not lines:
         return None
@@ -242,7 +244,9 @@ class RequestVerifier:
     ) -> Authenticated:
         principal = Principal(key.kid, key.kid, level)
         revocation = (RevocationKey(LOCAL_SCOPE, RevocationKind.SUB, key.kid),)
-        return Authenticated(signature, key, self._caller(principal, key.kid, credential, signature.format), revocation, None)
+        return Authenticated(
+            signature, key, self._caller(principal, key.kid, credential, signature.format), revocation, None
+        )
 
     def _caller(self, principal: Principal, kid: KeyId, credential: str, fmt: SignatureFormat) -> HttpCaller:
         return HttpCaller(

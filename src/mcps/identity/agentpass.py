@@ -120,7 +120,7 @@ class CertificateAnchors:
     def load(cls, path: str | os.PathLike[str], max_level: TrustLevel | int) -> CertificateAnchors:
         """Every certificate of a PEM bundle file, each capped at ``max_level``. Combine with ``+``."""
         try:
-            certificates = x509.load_pem_x509_certificates(open(path, "rb").read())  # noqa: SIM115, PTH123
+            certificates = x509.load_pem_x509_certificates(open(path, "rb").read())  # noqa: SIM115
         except ValueError as exc:
             raise McpsError(ErrorCode.UNKNOWN_KEY, "certificate anchors are invalid", detail=f"{path}: {exc}") from None
         return cls(CertificateAnchor(certificate, TrustLevel.parse(max_level)) for certificate in certificates)
@@ -304,7 +304,7 @@ def _utf8_extension(text: str) -> bytes:
 
 def _crypto_key(key: PrivateKey) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key._key, ec.EllipticCurvePrivateKey):
-        raise ValueError("AgentPass certificates use P-256 (ES256) keys")
+        raise ValueError("AgentPass certificates use P-256 (ES256) keys")  # noqa: TRY004 - a wrong argument value
     return key._key
 
 

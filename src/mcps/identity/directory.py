@@ -76,7 +76,9 @@ def inline_directory(url: str) -> dict[KeyId, PublicKey]:
     except (binascii.Error, ValueError):
         raise McpsError(ErrorCode.UNKNOWN_KEY, "signature agent directory is invalid", detail="bad base64") from None
     except McpsError as exc:
-        raise McpsError(ErrorCode.UNKNOWN_KEY, "signature agent directory is invalid", detail=exc.diagnostics()) from None
+        raise McpsError(
+            ErrorCode.UNKNOWN_KEY, "signature agent directory is invalid", detail=exc.diagnostics()
+        ) from None
     return directory_keys(document)
 
 
@@ -115,7 +117,9 @@ class SignatureAgentDirectories:
 
     async def refresh(self) -> None:
         """Fetch every directory now; one that fails keeps its previous keys (until ``max_stale``)."""
-        async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout, follow_redirects=False) as client:
+        async with httpx.AsyncClient(
+            transport=self._transport, timeout=self._timeout, follow_redirects=False
+        ) as client:
             for url in self._levels:
                 try:
                     async with client.stream("GET", url, headers={"accept": DIRECTORY_MEDIA_TYPE}) as response:
