@@ -21,6 +21,7 @@ covering its signature with the ``req`` parameter (§12.7).
 
 from __future__ import annotations
 
+import base64
 import enum
 import os
 import re
@@ -309,14 +310,15 @@ def sign_request(
     tag: str | None = None,
     extra_components: Sequence[str] = (),
     label: str = "sig1",
+    nonce: str | None = None,
 ) -> dict[str, str]:
     """The signature headers for the request in ``view`` (which must already hold ``content-digest`` and any
     credential header). ``tag`` is the RFC 9421 client identifier (default: the key's kid); ``extra_components``
-    are more header fields to cover (RFC 9421 only)."""
+    are more header fields to cover (RFC 9421 only). ``nonce`` is for test vectors only: never reuse one."""
     if not 0 < lifetime <= MAX_LIFETIME:
         raise ValueError(f"lifetime must be in 1..{MAX_LIFETIME} seconds")
     created = int(now)
-    nonce = b64u_encode(os.urandom(_NONCE_BYTES))
+    nonce = nonce or b64u_encode(os.urandom(_NONCE_BYTES))
     credentials = _credential_components(view.headers)
     if fmt is SignatureFormat.RFC9421:
         names = [*REQUIRED_COMPONENTS, *(name for name, _ in credentials), *extra_components]
@@ -354,9 +356,7 @@ def sign_request(
 
 
 def _b64(data: bytes) -> str:
-    import base64  # noqa: PLC0415 - standard base64 for RFC 8941 byte sequences
-
-    return base64.b64encode(data).decode("ascii")
+    return base64.b64encode(data).decode("ascii")  # RFC 8941 byte sequences: standard base64
 
 
 # --- signed responses ---------------------------------------------------------------------------------------------
@@ -389,7 +389,13 @@ class UnverifiedResponseSignature:
 
 
 def sign_response(
-    key: PrivateKey, view: MessageView, binding: Component, *, now: float, lifetime: int = DEFAULT_HTTP_LIFETIME
+    key: PrivateKey,
+    view: MessageView,
+    binding: Component,
+    *,
+    now: float,
+    lifetime: int = DEFAULT_HTTP_LIFETIME,
+    nonce: str | None = None,
 ) -> dict[str, str]:
     """``Signature-Input`` and ``Signature`` for the response in ``view`` (with its ``content-digest`` and its
     ``request``), bound to the request through ``binding``."""
@@ -398,7 +404,7 @@ def sign_response(
     params = {
         "created": created,
         "expires": created + lifetime,
-        "nonce": b64u_encode(os.urandom(_NONCE_BYTES)),
+        "nonce": nonce or b64u_encode(os.urandom(_NONCE_BYTES)),
         "keyid": key.kid,
         "tag": RESPONSE_TAG,
     }
