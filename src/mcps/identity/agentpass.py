@@ -28,6 +28,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from cryptography import x509
@@ -120,8 +121,8 @@ class CertificateAnchors:
     def load(cls, path: str | os.PathLike[str], max_level: TrustLevel | int) -> CertificateAnchors:
         """Every certificate of a PEM bundle file, each capped at ``max_level``. Combine with ``+``."""
         try:
-            certificates = x509.load_pem_x509_certificates(open(path, "rb").read())  # noqa: SIM115
-        except ValueError as exc:
+            certificates = x509.load_pem_x509_certificates(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
             raise McpsError(ErrorCode.UNKNOWN_KEY, "certificate anchors are invalid", detail=f"{path}: {exc}") from None
         return cls(CertificateAnchor(certificate, TrustLevel.parse(max_level)) for certificate in certificates)
 
