@@ -1,4 +1,4 @@
-"""SPEC.md §12.8: AgentPass certificates — both extension encodings, chains, caps, algorithms, validity."""
+"""SPEC.md §13.8: AgentPass certificates — both extension encodings, chains, caps, algorithms, validity."""
 
 from __future__ import annotations
 

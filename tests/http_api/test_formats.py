@@ -1,4 +1,4 @@
-"""SPEC.md §12.3–12.5 and the signature base: RFC 9421's own example, strict structured fields, and total readers
+"""SPEC.md §13.3–12.5 and the signature base: RFC 9421's own example, strict structured fields, and total readers
 (hypothesis: no header value makes a parser raise anything but McpsError)."""
 
 from __future__ import annotations

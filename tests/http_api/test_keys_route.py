@@ -1,4 +1,4 @@
-"""SPEC.md §12.10: the /.well-known/agent-trust-keys route serves the issuer's JWK Set; RemoteTrustAnchors reads it."""
+"""SPEC.md §13.10: the /.well-known/agent-trust-keys route serves the issuer's JWK Set; RemoteTrustAnchors reads it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC.md §12.2: how an OpenAPI document's x-agent-trust schemes and security requirements are read."""
+"""SPEC.md §13.2: how an OpenAPI document's x-agent-trust schemes and security requirements are read."""
 
 from __future__ import annotations
 

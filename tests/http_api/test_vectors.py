@@ -1,5 +1,5 @@
 """Run every vector in tests/vectors/http/ (format: tests/vectors/http/README.md) through the same checks the
-middleware and the client use, in the order of SPEC.md §12.6 and §12.7."""
+middleware and the client use, in the order of SPEC.md §13.6 and §13.7."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP message pieces the HTTP API signatures are built from (SPEC.md §12): strict structured fields (RFC 8941 /
+"""HTTP message pieces the HTTP API signatures are built from (SPEC.md §13): strict structured fields (RFC 8941 /
 RFC 9651, through ``http-sf``), ``Content-Digest`` (RFC 9530) and the RFC 9421 signature base.
 
 Pure and total: every function takes bytes or values and returns a value or raises

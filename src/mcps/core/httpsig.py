@@ -1,22 +1,22 @@
-"""Signed HTTP requests and responses for plain HTTP APIs (SPEC.md §12): three header formats, one signature base.
+"""Signed HTTP requests and responses for plain HTTP APIs (SPEC.md §13): three header formats, one signature base.
 
 Every format signs an RFC 9421 signature base (:func:`~mcps.core.http_fields.signature_base`) over at least
 ``@method``, ``@target-uri`` and ``content-digest``, plus every credential header the request carries; they differ
 only in where the signature and its parameters travel:
 
-* **RFC 9421** (``Signature-Input`` / ``Signature``), profiled as SEP-2752 does (SPEC.md §12.3): one signature, its
+* **RFC 9421** (``Signature-Input`` / ``Signature``), profiled as SEP-2752 does (SPEC.md §13.3): one signature, its
   covered components listed on the wire, parameters ``created``, ``nonce``, ``keyid``, ``tag`` (``expires``
   optional, ``alg`` ignored);
 * **Agent-Signature**, the field of the OpenAPI ``x-agent-trust`` registry entry: an RFC 8941 Dictionary
   ``sig=:…:, keyid="…", created=…, expires=…, nonce="…"``; the components are fixed by the profile and the base's
-  ``@signature-params`` carries ``tag="x-agent-trust"`` (SPEC.md §12.4);
+  ``@signature-params`` carries ``tag="x-agent-trust"`` (SPEC.md §13.4);
 * **ATTP** (``X-Agent-Trust``, ``X-Agent-Signature``, ``X-Agent-Nonce``, ``X-Agent-Timestamp``): the passport in
-  ``X-Agent-Trust`` names the key; the base's ``@signature-params`` carries ``tag="attp"`` (SPEC.md §12.5).
+  ``X-Agent-Trust`` names the key; the base's ``@signature-params`` carries ``tag="attp"`` (SPEC.md §13.5).
 
 Parsing here is shape only (pure, no clock, no keys): :func:`parse_request_signature` returns an
 :class:`UnverifiedRequestSignature` or raises with the defect's code. Verification (time, audience, key, nonce, …)
 is the job of :mod:`mcps.http_api`. Responses are signed with RFC 9421 in every case, bound to the request by
-covering its signature with the ``req`` parameter (§12.7).
+covering its signature with the ``req`` parameter (§13.7).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ CREDENTIAL_HEADERS: Final = (PASSPORT_HEADER, CERTIFICATE_HEADER, SIGNATURE_AGEN
 """Headers that, when a request carries them, every format's signature must cover."""
 DEFAULT_HTTP_LIFETIME: Final = 60
 MAX_LIFETIME: Final = 300
-"""``expires − created`` may not exceed this; a signature without ``expires`` lives this long (SPEC.md §12.6)."""
+"""``expires − created`` may not exceed this; a signature without ``expires`` lives this long (SPEC.md §13.6)."""
 AGENT_SIGNATURE_TAG: Final = "x-agent-trust"
 ATTP_TAG: Final = "attp"
 RESPONSE_TAG: Final = "mcps-response"
@@ -108,7 +108,7 @@ class UnverifiedRequestSignature:
     """A request signature whose shape was checked and nothing else: not its time, key, signature or freshness.
 
     ``kid`` is ``None`` for ATTP (the passport names the key). ``binding`` is the component a signed response covers
-    to bind itself to this request (§12.7)."""
+    to bind itself to this request (§13.7)."""
 
     format: SignatureFormat
     components: tuple[Component, ...]

@@ -1,4 +1,4 @@
-"""Plain HTTP APIs that declare ``x-agent-trust`` in OpenAPI (SPEC.md §12): the service side and the agent side.
+"""Plain HTTP APIs that declare ``x-agent-trust`` in OpenAPI (SPEC.md §13): the service side and the agent side.
 
 * :class:`AgentTrustMiddleware` — ASGI middleware for Starlette/FastAPI: verifies signed agent requests per
   operation (RFC 9421 as SEP-2752 profiles it, ``Agent-Signature``, ATTP's ``X-Agent-*``), before application code

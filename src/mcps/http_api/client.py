@@ -1,4 +1,4 @@
-"""An ``httpx.Auth`` for agents calling ``x-agent-trust`` services (SPEC.md §12): signs each request in the format
+"""An ``httpx.Auth`` for agents calling ``x-agent-trust`` services (SPEC.md §13): signs each request in the format
 the service's OpenAPI document asks for, and verifies the signed response (bound to that request) before the
 caller sees it. The same object works with ``httpx.Client`` and ``httpx.AsyncClient``.
 

@@ -1,4 +1,4 @@
-"""``/.well-known/agent-trust-keys``: an issuer deployment serves its JWK Set (SPEC.md §12.10).
+"""``/.well-known/agent-trust-keys``: an issuer deployment serves its JWK Set (SPEC.md §13.10).
 
 The document is the anchors format of SPEC.md §7.4 — every key with ``mcps_max_tl`` — so a verifier reads it with
 :class:`~mcps.identity.RemoteTrustAnchors` (``issuerKeysUrl``) or as ``agent_keys``. Mount the app under the path, or

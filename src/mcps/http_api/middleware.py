@@ -1,4 +1,4 @@
-"""The ASGI middleware for Starlette/FastAPI services that declare ``x-agent-trust`` (SPEC.md §12.6).
+"""The ASGI middleware for Starlette/FastAPI services that declare ``x-agent-trust`` (SPEC.md §13.6).
 
 ::
 

@@ -1,5 +1,5 @@
 """What an OpenAPI document asks of agents: ``x-agent-trust`` security schemes and each operation's minimum level
-(SPEC.md §12.2).
+(SPEC.md §13.2).
 
 A security scheme is an *agent-trust scheme* when it is ``type: apiKey``, ``in: header`` and carries
 ``x-agent-trust: {algorithm, trustLevels, issuerKeysUrl}``. Its header ``name`` tells clients which format to send:

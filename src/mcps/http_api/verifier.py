@@ -1,4 +1,4 @@
-"""One set of checks behind the three request formats (SPEC.md §12.6): window, audience, the signer's key through
+"""One set of checks behind the three request formats (SPEC.md §13.6): window, audience, the signer's key through
 its credential, the signature, then — once the body's digest is known — the nonce and revocation.
 
 :meth:`RequestVerifier.authenticate` runs the checks that need no body and no store (steps 3–8);
@@ -138,7 +138,7 @@ def _passport_tokens(headers: Mapping[str, Sequence[str]], fmt: SignatureFormat)
 
 
 class RequestVerifier:
-    """Steps 3–8 and 10–11 of SPEC.md §12.6 for one service."""
+    """Steps 3–8 and 10–11 of SPEC.md §13.6 for one service."""
 
     def __init__(self, security: HttpApiSecurity) -> None:
         self.security = security

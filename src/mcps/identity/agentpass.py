@@ -1,5 +1,5 @@
 """AgentPass agent certificates: X.509, P-256, the trust level, scopes and issuer id in private extensions
-(SPEC.md §12.8), verified against certificate anchors loaded like TLS roots.
+(SPEC.md §13.8), verified against certificate anchors loaded like TLS roots.
 
 An agent sends ``X-AgentPass-Certificate: base64(PEM)``, the PEM holding its certificate and, optionally, the
 intermediates above it (at most :data:`MAX_CHAIN_CERTIFICATES` in all). Verification, in this order:

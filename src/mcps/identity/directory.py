@@ -1,4 +1,4 @@
-"""Keys named by a ``Signature-Agent`` header: an HTTP Message Signatures Directory (SPEC.md §12.9).
+"""Keys named by a ``Signature-Agent`` header: an HTTP Message Signatures Directory (SPEC.md §13.9).
 
 The header (an RFC 8941 String, as SEP-2752 §2.6.1 writes it) holds either
 
