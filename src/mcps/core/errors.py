@@ -56,6 +56,8 @@ class ErrorCode(enum.Enum):
     AUDIT_INVALID = 33
     HOP_INVALID = 34
     UPSTREAM_UNAVAILABLE = 35
+    CONTENT_DIGEST_MISMATCH = 36
+    CERTIFICATE_INVALID = 37
 
     @property
     def mcps(self) -> str:
@@ -116,6 +118,8 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.AUDIT_INVALID: "audit log or audit evidence does not verify",
     ErrorCode.HOP_INVALID: "hop record is missing or invalid",
     ErrorCode.UPSTREAM_UNAVAILABLE: "upstream server is unavailable",
+    ErrorCode.CONTENT_DIGEST_MISMATCH: "content digest does not match the body",
+    ErrorCode.CERTIFICATE_INVALID: "agent certificate is invalid",
 }
 
 
