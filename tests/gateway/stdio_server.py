@@ -9,17 +9,18 @@ Arguments: ``--banner`` prints non-JSON lines on the wire before serving.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
 from io import TextIOWrapper
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.stdio import stdio_server
-from mcp_types import SamplingMessage, TextContent
-from pydantic import BaseModel
+from mcp_types import CallToolResult, SamplingMessage, TextContent
+from pydantic import BaseModel, Field
 
 warnings.simplefilter("ignore")  # the logging capability is deprecated at 2026-07-28; this server still uses it
 
@@ -33,6 +34,22 @@ server = MCPServer("gateway-test-upstream")
 def echo(text: str) -> str:
     """Echo the text back."""
     return text
+
+
+@server.tool()
+def route(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
+    """A tool whose argument is mirrored in an ``Mcp-Param-Region`` header (2026-07-28)."""
+    return f"routed to {region}"
+
+
+@server.tool()
+def meta(ctx: Context) -> CallToolResult:
+    """The request's ``_meta`` as text; the result's ``_meta`` carries its ``mcps/sig`` member back."""
+    received = dict(ctx.request_context.meta or {})
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(received))],
+        _meta={"mcps/sig": received.get("mcps/sig"), "x.example/upstream": ["é", 1.5, None, True, 2**53 - 1]},
+    )
 
 
 @server.tool()
@@ -101,8 +118,9 @@ def crash() -> str:
 
 
 @server.tool()
-async def hang() -> str:
-    """Never answer."""
+async def hang(ctx: Context) -> str:
+    """Report that it has started (progress), then never answer."""
+    await ctx.report_progress(0, 1, "hanging")
     await anyio.sleep_forever()
     return "unreachable"
 
@@ -110,7 +128,7 @@ async def hang() -> str:
 @server.tool()
 def garbage() -> str:
     """Write non-JSON lines onto the wire, then answer."""
-    os.write(WIRE_OUT, b"this is not json\n\xff\xfe\x00 binary\n[1,2,3]\n{\"jsonrpc\":\"2.0\",\"id\":\n\n")
+    os.write(WIRE_OUT, b'this is not json\n\xff\xfe\x00 binary\n[1,2,3]\n{"jsonrpc":"2.0","id":\n\n')
     return "after garbage"
 
 
@@ -134,7 +152,7 @@ async def main() -> None:
     stdin = anyio.wrap_file(TextIOWrapper(os.fdopen(WIRE_IN, "rb"), encoding="utf-8", errors="replace"))
     stdout = anyio.wrap_file(TextIOWrapper(os.fdopen(WIRE_OUT, "wb", closefd=False), encoding="utf-8"))
     async with stdio_server(stdin, stdout) as (read_stream, write_stream):
-        lowlevel = server._lowlevel_server  # noqa: SLF001 - run over our own streams, as run_stdio_async does
+        lowlevel = server._lowlevel_server  # run over our own streams, as run_stdio_async does
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
 

@@ -19,8 +19,8 @@ from mcp.client.stdio import get_default_environment
 from mcp.server.streamable_http import (
     MCP_SESSION_ID_HEADER,
     EventCallback,
-    EventMessage,
     EventId,
+    EventMessage,
     EventStore,
     StreamableHTTPServerTransport,
     StreamId,

@@ -101,7 +101,11 @@ def progress_token(message: Mapping[str, Any]) -> RequestId | None:
 
 def cancellation(request_id: RequestId, reason: str) -> dict[str, Any]:
     """``notifications/cancelled`` for ``request_id``."""
-    return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id, "reason": reason}}
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": request_id, "reason": reason},
+    }
 
 
 class ReplayBuffer(EventStore):
@@ -214,6 +218,7 @@ class LegacySession:
                     await self.slot.ensure(tasks)
                 except UpstreamUnavailable as exc:
                     failure = exc  # raised below, outside the task groups (which would wrap it in a group)
+                    await self.transport.terminate()
                 else:
                     task_status.started()
                     with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -318,13 +323,9 @@ class LegacySession:
         if message is None or not isinstance(message, JSONRPCRequest | JSONRPCNotification):
             logger.warning("session %s: dropped a malformed message from the upstream", self.id[:8])
             return
-        related: RequestId | None = None
         token = progress_token(value) if message.method == "notifications/progress" else None
-        if token is not None and token in self._tokens:
-            related = self._tokens[token]
-        else:
-            related = self._only_pending()
-        await self._to_client(message, related)
+        related = self._tokens.get(token) if token is not None else None
+        await self._to_client(message, related if related is not None else self._only_pending())
 
     async def _response_from_child(self, value: dict[str, Any]) -> None:
         request_id = as_request_id(value.get("id"))

@@ -188,7 +188,9 @@ class SharedUpstream:
             return
         request_id: RequestId = decoded["id"]
         if (duplicated := find_duplicated_routing_header(request.headers.items())) is not None:
-            await _reject(send, InboundLadderRejection(HEADER_MISMATCH, f"{duplicated} header appears more than once"), request_id)
+            await _reject(
+                send, InboundLadderRejection(HEADER_MISMATCH, f"{duplicated} header appears more than once"), request_id
+            )
             return
         verdict = classify_inbound_request(decoded, headers=dict(request.headers))
         if isinstance(verdict, InboundLadderRejection):
@@ -216,11 +218,11 @@ class SharedUpstream:
             return
         await send_json(send, 202, None)
 
-    async def _answer(self, exchange: _Exchange, receive: Receive, send: Send, timeout: float | None) -> None:
+    async def _answer(self, exchange: _Exchange, receive: Receive, send: Send, time_limit: float | None) -> None:
         committed = False
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
-            with anyio.move_on_after(math.inf if timeout is None else timeout):
+            with anyio.move_on_after(math.inf if time_limit is None else time_limit):
                 await self._send(exchange)
                 while True:
                     event: dict[str, Any] | None = None

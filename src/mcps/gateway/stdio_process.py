@@ -28,7 +28,7 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -151,7 +151,7 @@ def response_id(head: bytes, tail: bytes) -> tuple[bool, RequestId | None]:
     value followed by the closing brace of the line can only be a member of the top-level object.
     """
     match = _HEAD.match(head)
-    if match is None or match["member"] not in ("result", "error"):
+    if match is None or match["member"] not in (b"result", b"error"):
         return False, None
     raw = match["id"]
     if raw is None and (tail_match := _TAIL.search(tail)) is not None:
@@ -210,9 +210,7 @@ class _RateLimitedLog:
 class ChildProcess:
     """One run of a stdio MCP server. :meth:`run` spawns it and returns once it has ended and been reaped."""
 
-    def __init__(
-        self, command: StdioCommand, *, name: str, max_bytes: int, kill_timeout: float, clock: Clock
-    ) -> None:
+    def __init__(self, command: StdioCommand, *, name: str, max_bytes: int, kill_timeout: float, clock: Clock) -> None:
         self.command = command
         self.name = name
         self.pid: int | None = None
@@ -321,6 +319,7 @@ class ChildProcess:
                 if end < 0:
                     break
                 start = end + 1
+                frame: Frame | None
                 if oversize is not None:
                     frame = self._unreadable(oversize.head, oversize.tail, oversize.size, "longer than the limit")
                     oversize = None
@@ -466,12 +465,17 @@ class ChildSlot:
             if self._clock() < self._not_before:
                 raise UpstreamUnavailable("upstream server is restarting")
             child = ChildProcess(
-                self.command, name=self.name, max_bytes=self._max_bytes, kill_timeout=self._kill_timeout, clock=self._clock
+                self.command,
+                name=self.name,
+                max_bytes=self._max_bytes,
+                kill_timeout=self._kill_timeout,
+                clock=self._clock,
             )
             try:
                 await tasks.start(self._run, child)
             except OSError as exc:
-                logger.error("upstream %s: cannot start %r: %s", self.name, self.command.argv[0], exc.strerror)
+                reason = exc.strerror or type(exc).__name__
+                logger.error("upstream %s: cannot start %r: %s", self.name, self.command.argv[0], reason)  # noqa: TRY400
                 raise UpstreamUnavailable("upstream server is unavailable") from exc
             self.child = child
             self._starts += 1
@@ -521,9 +525,6 @@ class ChildSlot:
         self._crashes += 1
         self._not_before = now + self._restart.delay(self._crashes)
         if child.pid is not None:
-            logger.warning("upstream %s (pid %d) exited unexpectedly (%d in a row)", self.name, child.pid, self._crashes)
-
-
-def command_from(argv: Sequence[str], env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None) -> StdioCommand:
-    """A :class:`StdioCommand` from configuration values."""
-    return StdioCommand(tuple(argv), dict(env or {}), None if cwd is None else os.fspath(cwd))
+            logger.warning(
+                "upstream %s (pid %d) exited unexpectedly (%d in a row)", self.name, child.pid, self._crashes
+            )

@@ -50,6 +50,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
@@ -76,7 +77,7 @@ from mcps.gateway.stdio_legacy import LegacySession, SessionSettings, validated_
 from mcps.gateway.stdio_modern import SharedUpstream
 from mcps.gateway.stdio_process import DEFAULT_MAX_BYTES, Clock, RestartPolicy, StdioCommand, UpstreamUnavailable
 
-__all__ = ["RestartPolicy", "StdioUpstreamApp"]
+__all__ = ["RestartPolicy", "SessionInfo", "StdioUpstreamApp"]
 
 logger = logging.getLogger("mcps.gateway.stdio")
 
@@ -86,6 +87,16 @@ DEFAULT_IDLE_TIMEOUT: Final = 30 * 60.0
 DEFAULT_KILL_TIMEOUT: Final = 2.0
 DEFAULT_REPLAY_BYTES: Final = 1024 * 1024
 _SESSION_HEADER: Final = MCP_SESSION_ID_HEADER.encode()
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One open 2025 session, for observation: its id, its child's pid (``None`` between a crash and the restart)
+    and whether anything is in flight or streaming (a busy session is never ended as idle)."""
+
+    session_id: str
+    pid: int | None
+    busy: bool
 
 
 class StdioUpstreamApp:
@@ -146,6 +157,19 @@ class StdioUpstreamApp:
     def session_count(self) -> int:
         """Open 2025 sessions (each with its own child)."""
         return len(self._sessions)
+
+    def sessions(self) -> list[SessionInfo]:
+        """The open 2025 sessions."""
+        return [
+            SessionInfo(session.id, child.pid if (child := session.slot.running) else None, session.idle_since is None)
+            for session in self._sessions.values()
+        ]
+
+    @property
+    def shared_pid(self) -> int | None:
+        """The pid of the shared 2026-07-28 child, while one runs."""
+        child = self._shared.slot.running
+        return None if child is None else child.pid
 
     # lifecycle
 
@@ -279,15 +303,17 @@ class StdioUpstreamApp:
             await send_error(send, 400, INVALID_REQUEST, "Bad Request: Missing session ID")
             return
         if method != "POST":
-            await send_error(send, 405, INVALID_REQUEST, "Method Not Allowed", headers=[(b"allow", b"GET, POST, DELETE")])
+            await send_error(
+                send, 405, INVALID_REQUEST, "Method Not Allowed", headers=[(b"allow", b"GET, POST, DELETE")]
+            )
             return
         await self._open_session(scope, receive, send)
 
     async def _open_session(self, scope: Scope, receive: Receive, send: Send) -> None:
         has_json, has_sse = check_accept_headers(Request(scope))
         if not (has_json and has_sse):
-            message = "Not Acceptable: Client must accept both application/json and text/event-stream"
-            await send_error(send, 406, INVALID_REQUEST, message)
+            refusal = "Not Acceptable: Client must accept both application/json and text/event-stream"
+            await send_error(send, 406, INVALID_REQUEST, refusal)
             return
         read = await self._read_message(scope, receive, send)
         if read is None:
@@ -304,7 +330,9 @@ class StdioUpstreamApp:
         self._sessions[session.id] = session
         try:
             await self._tasks.start(self._run_session, session)
-        except Exception:
+        except Exception as exc:
+            if not isinstance(exc, UpstreamUnavailable):
+                logger.exception("upstream %s: a session failed to start", self.settings.name)
             self._sessions.pop(session.id, None)
             await send_error(send, 502, INTERNAL_ERROR, "upstream server is unavailable", request_id=message.id)
             return
