@@ -79,7 +79,7 @@ def messages(response: httpx.Response) -> list[dict[str, Any]]:
     if content_type.startswith("application/json"):
         return [response.json()] if response.content else []
     out = []
-    for line in response.text.splitlines():
+    for line in response.text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):  # SSE line ends only
         if line.startswith("data:") and line[5:].strip():
             out.append(json.loads(line[5:]))
     return out
