@@ -23,6 +23,7 @@ from mcps.gateway.stdio_process import (
     RestartPolicy,
     StdioCommand,
     Unreadable,
+    UpstreamUnavailable,
     encode_line,
     response_id,
 )
@@ -229,3 +230,33 @@ def test_environment_is_the_sdk_default_plus_configured(monkeypatch: pytest.Monk
     assert environment.get("PATH") == os.environ.get("PATH")
     with pytest.raises(ValueError, match="argv"):
         StdioCommand(())
+
+
+async def test_a_child_that_stops_reading_is_ended_not_waited_for(tmp_path: Path) -> None:
+    command = script(
+        tmp_path,
+        """
+        import sys, time
+        sys.stdout.write('{"jsonrpc":"2.0","method":"ready"}\\n')
+        sys.stdout.flush()
+        time.sleep(300)
+        """,
+    )
+    ready = anyio.Event()
+
+    async def on_frame(_frame: Frame) -> None:
+        ready.set()
+
+    child = ChildProcess(
+        command, name="deaf", max_bytes=1 << 20, kill_timeout=0.2, clock=FakeClock(), write_timeout=0.5
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tasks:
+            pid = await tasks.start(child.run, on_frame)
+            await ready.wait()
+            with pytest.raises(UpstreamUnavailable, match="not responding"):  # noqa: PT012 - it fails on some send
+                for index in range(1000):
+                    await child.send({"jsonrpc": "2.0", "method": "fill", "params": {"i": index, "pad": "x" * 65536}})
+        await child.exited.wait()
+    assert process_gone(pid)
+    assert not child.deliberate  # a hung child counts as a crash (restart backoff applies)

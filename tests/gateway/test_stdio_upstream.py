@@ -364,3 +364,20 @@ async def test_command_that_cannot_start_gets_an_error_not_a_crash() -> None:
                 error = mcp_error(caught.value)
                 assert (error.code, error.message) == (INTERNAL_ERROR, "upstream server is unavailable")
             assert app.session_count == 0
+
+
+async def test_a_call_the_client_abandons_is_cancelled_and_leaves_nothing_pending() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with upstream() as (app, url), connect(url, "legacy") as client:
+            started = anyio.Event()
+
+            async def on_progress(_progress: float, _total: float | None, _message: str | None) -> None:
+                started.set()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(client.call_tool, "hang", {}, None, on_progress)
+                await started.wait()
+                tasks.cancel_scope.cancel()  # the SDK client sends notifications/cancelled
+            while app.sessions()[0].calls:  # noqa: ASYNC110 - the cancellation reaches the server asynchronously
+                await anyio.sleep(0.01)
+            assert text(await client.call_tool("echo", {"text": "next"})) == "next"

@@ -8,7 +8,8 @@ module bridges those two streams to the child's stdin and stdout:
 
 * client → child: every message as received (ids unchanged: one session, one child). A request is tracked until
   its answer, with a timer (``call_timeout``): on expiry the client gets a JSON-RPC error (-32603) and the child a
-  ``notifications/cancelled``.
+  ``notifications/cancelled``. A request the client cancels is answered -32800 (as the SDK's transport does), so
+  that its stream ends.
 * child → client: a response goes to its request's stream (the transport routes by id); an answer to a request
   no longer waiting is dropped. A notification or a server→client request (sampling, elicitation, roots/list,
   ping) goes to the stream of the request it relates to: ``notifications/progress`` by its ``progressToken``;
@@ -81,6 +82,8 @@ __all__ = [
 logger = logging.getLogger("mcps.gateway.stdio")
 
 _REINITIALIZE_PREFIX: Final = "mcps-gateway-reinitialize-"
+REQUEST_CANCELLED: Final = -32800
+"""What the SDK's 2025 transport answers a request the client cancelled (the server itself stays silent)."""
 
 
 def as_request_id(value: Any) -> RequestId | None:
@@ -186,6 +189,7 @@ class LegacySession:
             kill_timeout=settings.kill_timeout,
             restart=settings.restart,
             clock=settings.clock,
+            write_timeout=settings.call_timeout,
             on_frame=self._from_child,
             on_exit=self._child_exited,
             on_restart=self._reinitialize,
@@ -201,6 +205,11 @@ class LegacySession:
         self._reinit: tuple[str, anyio.Event, list[bool]] | None = None
         self._sink: _Sink | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
+
+    @property
+    def calls(self) -> int:
+        """Requests sent to the child and not answered yet."""
+        return len(self._pending)
 
     @property
     def idle_since(self) -> float | None:
@@ -274,6 +283,12 @@ class LegacySession:
             return
         if isinstance(message, JSONRPCNotification) and message.method == "notifications/initialized":
             self._initialized = value
+        if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+            cancelled = as_request_id((message.params or {}).get("requestId"))
+            if cancelled is not None and self._forget(cancelled) is not None:
+                # The child will not answer a cancelled request; end its stream as the SDK's transport does.
+                error = ErrorData(code=REQUEST_CANCELLED, message="Request cancelled")
+                await self._to_client(JSONRPCError(jsonrpc="2.0", id=cancelled, error=error), None)
         if (child := self.slot.running) is not None:  # notifications and answers never restart a child
             with suppress(UpstreamUnavailable):
                 await child.send(value)

@@ -87,6 +87,7 @@ _SSE_HEADERS: Final = [
 ]
 _INVALID_BODY: Final = "Body must be a single JSON-RPC request or notification object"
 _PARAM_PREFIX: Final = MCP_PARAM_HEADER_PREFIX.lower()
+_JSON: Final = "application/json"
 
 
 @dataclass
@@ -128,6 +129,7 @@ class SharedUpstream:
             kill_timeout=settings.kill_timeout,
             restart=settings.restart,
             clock=settings.clock,
+            write_timeout=settings.call_timeout,
             on_frame=self._from_child,
             on_exit=self._child_exited,
         )
@@ -159,6 +161,9 @@ class SharedUpstream:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one 2026-07-28 HTTP request as an SDK server would."""
         request = Request(scope)
+        if request.method == "POST" and not request.headers.get("content-type", "").lower().startswith(_JSON):
+            await send_error(send, 400, INVALID_REQUEST, "Invalid Content-Type header")
+            return
         if request.method != "POST":
             await send_json(send, 405, None, [(b"allow", b"POST")])
             return

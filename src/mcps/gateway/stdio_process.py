@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -59,7 +60,7 @@ stderr_logger = logging.getLogger("mcps.gateway.stdio.stderr")
 
 DEFAULT_MAX_BYTES: Final = 4 * 1024 * 1024
 _READ_CHUNK: Final = 64 * 1024
-_WRITE_QUEUE: Final = 64
+_WRITE_QUEUE: Final = 16
 """Frames waiting for the child's stdin; a sender waits beyond that (the child is not reading)."""
 _PEEK: Final = 1024
 """Bytes kept from each end of an unreadable line, to find the id of the response it was."""
@@ -210,7 +211,16 @@ class _RateLimitedLog:
 class ChildProcess:
     """One run of a stdio MCP server. :meth:`run` spawns it and returns once it has ended and been reaped."""
 
-    def __init__(self, command: StdioCommand, *, name: str, max_bytes: int, kill_timeout: float, clock: Clock) -> None:
+    def __init__(
+        self,
+        command: StdioCommand,
+        *,
+        name: str,
+        max_bytes: int,
+        kill_timeout: float,
+        clock: Clock,
+        write_timeout: float = math.inf,
+    ) -> None:
         self.command = command
         self.name = name
         self.pid: int | None = None
@@ -220,6 +230,7 @@ class ChildProcess:
         """Whether it was stopped on purpose (not a crash)."""
         self._limits = Limits(max_bytes=max_bytes)
         self._kill_timeout = kill_timeout
+        self._write_timeout = write_timeout
         self._scope = anyio.CancelScope()
         self._queue_send, self._queue_receive = anyio.create_memory_object_stream[bytes](_WRITE_QUEUE)
         self._stdout_log = _RateLimitedLog(logger, logging.WARNING, clock)
@@ -266,11 +277,20 @@ class ChildProcess:
         self._scope.cancel()
 
     async def send(self, message: Mapping[str, Any]) -> None:
-        """Queue one message for the child's stdin; raises :class:`UpstreamUnavailable` once it has ended."""
-        try:
-            await self._queue_send.send(encode_line(message))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise UpstreamUnavailable("upstream server exited") from exc
+        """Queue one message for the child's stdin; raises :class:`UpstreamUnavailable` once it has ended.
+
+        A child that takes no input for ``write_timeout`` (its stdin and the queue full) is hung: it is ended
+        (as a crash) rather than left to hold its owner.
+        """
+        with anyio.move_on_after(self._write_timeout):
+            try:
+                await self._queue_send.send(encode_line(message))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+                raise UpstreamUnavailable("upstream server exited") from exc
+            return
+        logger.warning("upstream %s (pid %s): not reading its stdin; ending it", self.name, self.pid)
+        self.stop(deliberate=False)
+        raise UpstreamUnavailable("upstream server is not responding")
 
     def send_nowait(self, message: Mapping[str, Any]) -> None:
         """Queue a message if there is room (for courtesy messages such as cancellations); else drop it."""
@@ -429,6 +449,7 @@ class ChildSlot:
         kill_timeout: float,
         restart: RestartPolicy,
         clock: Clock,
+        write_timeout: float,
         on_frame: FrameHandler,
         on_exit: ExitHandler,
         on_restart: StartHandler | None = None,
@@ -440,6 +461,7 @@ class ChildSlot:
         self._kill_timeout = kill_timeout
         self._restart = restart
         self._clock = clock
+        self._write_timeout = write_timeout
         self._on_frame = on_frame
         self._on_exit = on_exit
         self._on_restart = on_restart
@@ -470,6 +492,7 @@ class ChildSlot:
                 max_bytes=self._max_bytes,
                 kill_timeout=self._kill_timeout,
                 clock=self._clock,
+                write_timeout=self._write_timeout,
             )
             try:
                 await tasks.start(self._run, child)

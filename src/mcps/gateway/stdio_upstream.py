@@ -91,11 +91,13 @@ _SESSION_HEADER: Final = MCP_SESSION_ID_HEADER.encode()
 
 @dataclass(frozen=True)
 class SessionInfo:
-    """One open 2025 session, for observation: its id, its child's pid (``None`` between a crash and the restart)
-    and whether anything is in flight or streaming (a busy session is never ended as idle)."""
+    """One open 2025 session, for observation: its id, its child's pid (``None`` between a crash and the restart),
+    the calls waiting for the child's answer, and whether anything is in flight or streaming (an open GET stream
+    counts: a busy session is never ended as idle)."""
 
     session_id: str
     pid: int | None
+    calls: int
     busy: bool
 
 
@@ -161,7 +163,12 @@ class StdioUpstreamApp:
     def sessions(self) -> list[SessionInfo]:
         """The open 2025 sessions."""
         return [
-            SessionInfo(session.id, child.pid if (child := session.slot.running) else None, session.idle_since is None)
+            SessionInfo(
+                session.id,
+                child.pid if (child := session.slot.running) else None,
+                session.calls,
+                session.idle_since is None,
+            )
             for session in self._sessions.values()
         ]
 
