@@ -294,9 +294,8 @@ class LegacySession:
                 await child.send(value)
 
     def _track(self, request_id: RequestId, value: Mapping[str, Any]) -> _Call:
-        if (previous := self._forget(request_id)) is not None:
+        if self._forget(request_id) is not None:
             logger.debug("session %s: request id %r reused while in flight", self.id[:8], request_id)
-            previous.timer.cancel()
         call = _Call(progress_token(value))
         self._pending[request_id] = call
         if call.token is not None:

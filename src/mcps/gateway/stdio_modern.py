@@ -186,12 +186,14 @@ class SharedUpstream:
         if "id" not in decoded:
             await self._acknowledge(decoded, request, send)
             return
+        request_id = as_request_id(decoded["id"])
         try:
             JSONRPCRequest.model_validate(decoded)
         except ValidationError:
+            request_id = None
+        if request_id is None:  # pydantic would take 1.0 or true for an id: they are not ids
             await send_error(send, 400, INVALID_REQUEST, _INVALID_BODY)
             return
-        request_id: RequestId = decoded["id"]
         if (duplicated := find_duplicated_routing_header(request.headers.items())) is not None:
             await _reject(
                 send, InboundLadderRejection(HEADER_MISMATCH, f"{duplicated} header appears more than once"), request_id

@@ -73,7 +73,7 @@ from mcps.gateway._sdk import (
     JSONRPCRequest,
     check_accept_headers,
 )
-from mcps.gateway.stdio_legacy import LegacySession, SessionSettings, validated_message
+from mcps.gateway.stdio_legacy import LegacySession, SessionSettings, as_request_id, validated_message
 from mcps.gateway.stdio_modern import SharedUpstream
 from mcps.gateway.stdio_process import DEFAULT_MAX_BYTES, Clock, RestartPolicy, StdioCommand, UpstreamUnavailable
 
@@ -388,7 +388,7 @@ class StdioUpstreamApp:
             await send_error(send, 400, PARSE_ERROR, "Parse error")
             return None
         message = validated_message(value)
-        if message is None:
-            await send_error(send, 400, INVALID_PARAMS, "Validation error")
+        if message is None or (value.get("id") is not None and as_request_id(value["id"]) is None):
+            await send_error(send, 400, INVALID_PARAMS, "Validation error")  # the SDK's words, without its details
             return None
         return body, message
