@@ -127,18 +127,23 @@ class RawClient:
         response = await self.post({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
         return messages(response)[-1]
 
-    async def modern(
+    def modern_request(
         self, request_id: Any, method: str, params: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        """A 2026-07-28 request with its envelope and routing headers (``headers`` override them)."""
+    ) -> tuple[bytes, dict[str, str]]:
+        """Body and headers of a 2026-07-28 request: its envelope and routing headers (``headers`` override)."""
         params = {**params, "_meta": {**ENVELOPE, **params.get("_meta", {})}}
         routing = {"mcp-protocol-version": MODERN, "mcp-method": method}
         if "name" in params:
             routing["mcp-name"] = params["name"]
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-        return await self.http.post(
-            self.url, content=json.dumps(body).encode(), headers=self.headers(routing | (headers or {}))
-        )
+        return json.dumps(body).encode(), self.headers(routing | (headers or {}))
+
+    async def modern(
+        self, request_id: Any, method: str, params: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """A 2026-07-28 request (see :meth:`modern_request`)."""
+        content, all_headers = self.modern_request(request_id, method, params, headers)
+        return await self.http.post(self.url, content=content, headers=all_headers)
 
 
 def process_gone(pid: int) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from mcps.core.canonical import canonicalize
 
-from .harness import ENVELOPE, LEGACY, MODERN, TIMEOUT, RawClient, messages, process_gone, upstream
+from .harness import ENVELOPE, LEGACY, MODERN, TIMEOUT, FakeClock, RawClient, messages, process_gone, upstream
 
 SIGNATURE_LIKE = {
     "v": 1,
@@ -227,6 +227,30 @@ async def test_2026_same_ids_from_concurrent_requests_do_not_cross() -> None:
                 await raw.aclose()
     for word, answer in answers.items():
         assert (answer["id"], answer["result"]["content"][0]["text"]) == (1, word)
+
+
+async def test_2026_client_closing_its_response_cancels_the_call() -> None:
+    """Closing the response stream is how a 2026 client cancels: the call is dropped (the child is told), so the
+    shared child is idle at once instead of after ``call_timeout``."""
+    clock = FakeClock()
+    with anyio.fail_after(TIMEOUT):
+        async with upstream(clock=clock, idle_timeout=60.0) as (app, url):
+            raw = RawClient(url)
+            try:
+                params = {"name": "hang", "arguments": {}, "_meta": {"progressToken": "t"}}
+                content, headers = raw.modern_request(1, "tools/call", params)
+                async with raw.http.stream("POST", url, content=content, headers=headers) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data:"):  # the hang tool's progress: it is running
+                            break
+            finally:
+                await raw.aclose()
+            pid = app.shared_pid
+            while not await app.reap_idle():  # the disconnect reaches the server asynchronously
+                clock.advance(60.0)
+                await anyio.sleep(0.01)
+            assert pid is not None
+            assert process_gone(pid)
 
 
 async def test_2026_http_refusals_match_the_sdk() -> None:

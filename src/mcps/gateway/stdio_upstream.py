@@ -33,8 +33,10 @@ Limits and failures (no input from a client or from a child ends the app or anot
   reading; an oversize line is discarded and the request it answered gets a JSON-RPC error).
 * ``call_timeout``: a request not answered in time gets a JSON-RPC error (-32603) and its response ends; the
   child is sent ``notifications/cancelled``.
-* A child that crashes, closes its stdout or writes garbage: calls in flight on it get -32603 at once; the next
-  request starts it again (a 2025 session replays its ``initialize``), with backoff (:class:`RestartPolicy`).
+* A child that crashes, closes its stdout, or takes no input for ``call_timeout``: it is ended, calls in flight
+  on it get -32603 at once, and the next request starts it again (a 2025 session replays its ``initialize``),
+  with backoff after repeated crashes (:class:`RestartPolicy`). Lines on its stdout that are not JSON-RPC are
+  logged and dropped; a response that cannot be relayed (oversize, not I-JSON) fails its own call only.
 * ``max_sessions`` (503 beyond), ``idle_timeout`` (a session with nothing in flight and no open stream for that
   long is ended; so is the idle shared child). Errors sent to a client are short and fixed, never exception text.
 
