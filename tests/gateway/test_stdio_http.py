@@ -165,7 +165,7 @@ async def test_batch_and_non_request_bodies_are_refused() -> None:
                 assert (shape.status_code, shape.json()["error"]["message"]) == (400, "Validation error")
                 modern = await raw.post([1], {"mcp-protocol-version": MODERN})
                 assert modern.status_code == 400
-                for bad_id in (1.0, True, [1]):
+                for bad_id in (True, [1]):  # 1.0 is the integer 1 as the canonical form reads it (SPEC §3)
                     legacy = await raw.post({"jsonrpc": "2.0", "id": bad_id, "method": "initialize", "params": {}})
                     assert legacy.status_code == 400
                     modern = await raw.modern(bad_id, "tools/list", {})
