@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -183,7 +184,11 @@ class TamperingRelay:
         headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.lower() not in (b"host", b"content-length")}
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.request(scope["method"], self.upstream, content=body, headers=headers)
-        out = [(k.encode(), v.encode()) for k, v in response.headers.items() if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")]
+        out = [
+            (k.encode(), v.encode())
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+        ]
         out.append((b"content-length", str(len(response.content)).encode()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
         await send({"type": "http.response.body", "body": response.content})
@@ -193,8 +198,7 @@ class TamperingRelay:
 async def serving(app: Any, port: int) -> AsyncIterator[None]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    await until(lambda: server.started, "the relay")
     try:
         yield
     finally:
@@ -202,16 +206,26 @@ async def serving(app: Any, port: int) -> AsyncIterator[None]:
         await task
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+def start(command: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None, log: Any = None) -> Any:
+    """Start a process (the demo's servers and the gateway); its output goes to ``log`` or nowhere."""
+    output = log if log is not None else subprocess.DEVNULL
+    return subprocess.Popen(command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+async def until(ready: Callable[[], bool], what: str, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{what} did not start") from None
-            time.sleep(0.05)
+    while not ready():
+        if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start")
+        await asyncio.sleep(0.05)
 
 
 def mcps(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -282,7 +296,8 @@ class Demo:
         async with httpx.AsyncClient(timeout=30) as http:
             response = await http.post(f"{self.base}/mcp/{upstream}", content=json.dumps(message), headers=headers)
         body = response.text
-        data = body if body.startswith("{") else next(l[5:] for l in body.splitlines() if l.startswith("data:") and l[5:].strip())
+        events = [line[5:] for line in body.split("\n") if line.startswith("data:") and line[5:].strip()]
+        data = body if body.startswith("{") else events[0]
         answer = json.loads(data)
         return answer["error"]["data"]["mcps_code"] if "error" in answer else "allowed"
 
@@ -293,7 +308,12 @@ class Demo:
             "io.modelcontextprotocol/clientInfo": {"name": "demo", "version": "1"},
             "io.modelcontextprotocol/clientCapabilities": {},
         }
-        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_balance", "arguments": {}, "_meta": meta}}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "get_balance", "arguments": {}, "_meta": meta},
+        }
         return sign_message(attach_passport(call, passport), key, audience=audience, now=time.time())
 
     async def unsigned(self, tool: str, arguments: dict[str, Any]) -> str:
@@ -318,22 +338,31 @@ class Demo:
         replayed = self.signed_call("agent-7")
         await self.raw(replayed)
         await self.step("the same signed call replayed", "MCPS-005", lambda: self.raw(replayed))
-        await self.step("signed for another server", "MCPS-011", lambda: self.raw(self.signed_call("agent-7", audience=LEDGER)))
+        await self.step(
+            "signed for another server", "MCPS-011", lambda: self.raw(self.signed_call("agent-7", audience=LEDGER))
+        )
         await self.step("intern (L1) tries a transfer", "MCPS-009",
                         lambda: self.raw(self._transfer_as("intern")))  # fmt: skip
         await self.step("auditor (no payments:write scope) tries a transfer", "MCPS-016",
                         lambda: self.raw(self._transfer_as("auditor")))  # fmt: skip
+        large, sanctioned = {**TRANSFER, "amount": 5000}, {**TRANSFER, "counterparty": "Evil Corp Holdings"}
         await self.step("agent-7 transfers 5,000 USD (L2 cap: 100 per call)", "MCPS-016",
-                        lambda: self.call("agent-7", "payments", "transfer_funds", {**TRANSFER, "amount": 5000}))  # fmt: skip
+                        lambda: self.call("agent-7", "payments", "transfer_funds", large))  # fmt: skip
         await self.step("agent-7 pays 'Evil Corp Holdings' (sanctions list)", "MCPS-016",
-                        lambda: self.call("agent-7", "payments", "transfer_funds", {**TRANSFER, "counterparty": "Evil Corp Holdings"}))  # fmt: skip
+                        lambda: self.call("agent-7", "payments", "transfer_funds", sanctioned))  # fmt: skip
         await self.step("client pinned another gateway key (substituted gateway)", "MCPS-029",
                         lambda: self.call("agent-7", "ledger", "get_balance", {},
                                           gateway_key=PrivateKey.generate(Algorithm.EDDSA).public_key))  # fmt: skip
         await self.step("unsigned client (plain SDK) reads the balance (an L0 tool)", "allowed",
                         lambda: self.unsigned("get_balance", {}))  # fmt: skip
-        await self.step("unsigned client tries a transfer", "MCPS-009", lambda: self.unsigned("transfer_funds", TRANSFER))
-        revoked = mcps("revoke", "--sub", "agent-7", "--store", "state/revocations.db", cwd=self.setup.dir)
+        await self.step(
+            "unsigned client tries a transfer", "MCPS-009", lambda: self.unsigned("transfer_funds", TRANSFER)
+        )
+
+    async def kill_switch(self) -> None:
+        revoked = await asyncio.to_thread(
+            mcps, "revoke", "--sub", "agent-7", "--store", "state/revocations.db", cwd=self.setup.dir
+        )
         if revoked.returncode != 0:
             raise SystemExit(f"mcps revoke failed: {revoked.stderr.strip()}")
         await self.step("agent-7 after `mcps revoke --sub agent-7` (kill switch)", "MCPS-003",
@@ -351,9 +380,8 @@ class Demo:
 async def rug_pull(demo: Demo, ledger_command: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """Restart the ledger with a rewritten read_file description (same name, new instructions for the model)."""
     demo.setup.rug_pull.touch()
-    ledger = subprocess.Popen(ledger_command, env={**env, "PAYMENTS_RUG_PULL": str(demo.setup.rug_pull)},  # noqa: S603
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    wait_for_port(port, ledger, "the ledger")
+    ledger = start(ledger_command, env={**env, "PAYMENTS_RUG_PULL": str(demo.setup.rug_pull)})
+    await until(lambda: port_open(port), "the ledger", ledger)
 
     async def listed_then_called() -> str:
         async with demo.client("agent-7", "ledger") as client:
@@ -363,12 +391,15 @@ async def rug_pull(demo: Demo, ledger_command: list[str], env: dict[str, str], p
             await client.call_tool("read_file", {"path": "q3.txt"})
         return "allowed"
 
-    await demo.step("ledger redeployed with read_file's description rewritten (rug pull)", "MCPS-008", listed_then_called)
+    await demo.step(
+        "ledger redeployed with read_file's description rewritten (rug pull)", "MCPS-008", listed_then_called
+    )
     return ledger
 
 
 async def main() -> int:
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 110)
+    logging.getLogger("mcps").setLevel(logging.ERROR)  # the table says what happened; refusals are expected here
     with tempfile.TemporaryDirectory(prefix="mcps-demo-") as tmp:
         directory = Path(tmp)
         ledger_port, relay_port, gateway_port = free_port(), free_port(), free_port()
@@ -379,20 +410,21 @@ async def main() -> int:
             "--key", str(directory / "ledger.pem"), "--identity", LEDGER, "--anchors", str(directory / "anchors.jwks"),
             "--gateway-key", str(directory / "gateway.pem.pub.jwk"),
         ]  # fmt: skip
-        ledger = subprocess.Popen(ledger_command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        ledger = start(ledger_command, env=env)
         relay = TamperingRelay(f"http://127.0.0.1:{ledger_port}/mcp")
         gateway: subprocess.Popen[bytes] | None = None
         try:
-            wait_for_port(ledger_port, ledger, "the ledger")
+            await until(lambda: port_open(ledger_port), "the ledger", ledger)
             async with serving(relay, relay_port):
-                pinned = mcps("gateway", "pin", "--config", "gateway.toml", cwd=directory)
+                pinned = await asyncio.to_thread(mcps, "gateway", "pin", "--config", "gateway.toml", cwd=directory)
                 if pinned.returncode != 0:
                     raise SystemExit(f"mcps gateway pin failed: {pinned.stderr.strip()}")
                 log = open(directory / "gateway.log", "wb")  # noqa: SIM115, ASYNC230 - closed with the process
-                gateway = subprocess.Popen([*MCPS, "gateway", "run", "--config", "gateway.toml"], cwd=directory,  # noqa: S603
-                                           stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-                wait_for_port(gateway_port, gateway, "mcps gateway")
-                console.print(f"[bold]mcps gateway[/] {GATEWAY} on 127.0.0.1:{gateway_port} (key {setup.gateway_key.kid})")
+                gateway = start([*MCPS, "gateway", "run", "--config", "gateway.toml"], cwd=directory, log=log)
+                await until(lambda: port_open(gateway_port), "mcps gateway", gateway)
+                console.print(
+                    f"[bold]mcps gateway[/] {GATEWAY} on 127.0.0.1:{gateway_port} (key {setup.gateway_key.kid})"
+                )
                 console.print("  /mcp/payments → examples/gateway/payments_server.py (plain SDK, stdio, unsigned)")
                 console.print("  /mcp/ledger   → the same server with mcps in it, over HTTP, behind a tampering relay")
                 demo = Demo(setup, relay)
@@ -400,6 +432,7 @@ async def main() -> int:
                 ledger.terminate()
                 ledger.wait(10)
                 ledger = await rug_pull(demo, ledger_command, env, ledger_port)
+                await demo.kill_switch()
             gateway.terminate()
             gateway.wait(30)
             audit_rows(demo, directory)
@@ -415,16 +448,20 @@ def audit_rows(demo: Demo, directory: Path) -> None:
     key = mcps("audit", "key", "--db", "state/audit.db", cwd=directory)
     (directory / "log.pub.jwk").write_text(key.stdout, encoding="utf-8")
     verified = mcps("audit", "verify", "--db", "state/audit.db", "--key", "log.pub.jwk", cwd=directory)
-    size = json.loads(verified.stdout).get("size", "?") if verified.returncode == 0 else "?"
-    demo.rows.append((f"mcps audit verify: {size} entries, every decision", "intact",
-                      "intact" if verified.returncode == 0 else verified.stderr.strip()[:60], verified.returncode == 0))  # fmt: skip
+    size = json.loads(verified.stdout).get("entries", "?") if verified.returncode == 0 else "?"
+    outcome = "intact" if verified.returncode == 0 else verified.stderr.strip()[:60]
+    demo.rows.append((f"mcps audit verify: {size} entries, every decision", "intact", outcome, outcome == "intact"))
     with contextlib.closing(sqlite3.connect(directory / "state" / "audit.db")) as db:
-        row = db.execute("SELECT idx, entry FROM audit_entries WHERE entry LIKE '%\"deny\"%' LIMIT 1").fetchone()
-        db.execute("UPDATE audit_entries SET entry = ? WHERE idx = ?", (row[1].replace(b'"deny"', b'"allow"'), row[0]))
+        rows = db.execute("SELECT idx, entry FROM audit_entries ORDER BY idx").fetchall()
+        row = next(row for row in rows if b'"decision":"deny"' in bytes(row[1]))
+        edited_entry = bytes(row[1]).replace(b'"decision":"deny"', b'"decision":"allow"')
+        db.execute("UPDATE audit_entries SET entry = ? WHERE idx = ?", (edited_entry, row[0]))
         db.commit()
     edited = mcps("audit", "verify", "--db", "state/audit.db", "--key", "log.pub.jwk", cwd=directory)
     caught = edited.returncode == 1 and "modified" in edited.stderr + edited.stdout
-    demo.rows.append((f"a 'deny' rewritten as 'allow' in audit row {row[0]}", "caught", "caught" if caught else "missed", caught))
+    demo.rows.append(
+        (f"a 'deny' rewritten as 'allow' in audit row {row[0]}", "caught", "caught" if caught else "missed", caught)
+    )
 
 
 def report(console: Console, demo: Demo) -> int:
