@@ -29,6 +29,7 @@ from mcps.bindings.http import http_status
 from mcps.bindings.sse import SseReader, encode_event
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.strict import parse_message
+from mcps.gateway.http_upstream import failure_of
 from mcps.gateway.relay import Relay, Route, Session
 
 __all__ = ["DEFAULT_MAX_SESSIONS", "GatewayFront", "Upstream"]
@@ -251,8 +252,11 @@ class _RelayingSend:
             events = self._sse.feed(message.get("body", b"")) + ([] if more else self._sse.close())
             out = b"".join([await self._event(event) for event in events])
             if not more:
-                out += await self._unanswered_event()
-                self._ended = True
+                failure = failure_of(message)  # the proxy marks a stream it had to cut short
+                if failure is not None:
+                    broke = McpsError(ErrorCode.UPSTREAM_UNAVAILABLE, detail=f"upstream stream {failure.value}")
+                    out += await self._unanswered_event(broke)
+                self._ended = True  # a clean end may be resumed by the client (Last-Event-ID): nothing to answer
             await self._send({"type": "http.response.body", "body": out, "more_body": more})
         elif message["type"] == "http.response.body" and self._mode == "failed":
             return

@@ -184,9 +184,11 @@ class Relay:
                 raise McpsError(ErrorCode.HOP_INVALID, detail="a client's message carries hop members")
             in_reply_to = None
             if kind.is_response:
-                in_reply_to = session.upstream_requests.pop(message.get("id"), None)  # type: ignore[arg-type]
-                if in_reply_to is None:
+                answered = message.get("id")
+                bound = session.upstream_requests.get(answered) if type(answered) in (str, int) else None  # type: ignore[arg-type]
+                if bound is None:
                     raise McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail="answer to no request of the upstream")
+                in_reply_to = bound or None  # "" for a request that was not signed: nothing to bind to
             if SIG_KEY in container:
                 peer, client_sig = await self._authenticate(route, message, in_reply_to), container[SIG_KEY]["sig"]
             elif self._admit_unsigned:
@@ -194,6 +196,8 @@ class Relay:
             else:
                 raise McpsError(ErrorCode.SIGNATURE_MISSING)
             self._pin_peer(session, peer)
+            if kind.is_response:
+                session.upstream_requests.pop(message["id"], None)  # answered: only a verified answer consumes it
             exchange, receipt = None, None
             if kind is MessageKind.REQUEST:
                 exchange, receipt = await self._authorize(route, session, message, peer, client_sig)
@@ -376,6 +380,8 @@ class Relay:
         receipt = None
         if exchange is not None:
             receipt = await self._record_answer(route, exchange, message, kind, upstream_signed=route.signed)
+        if kind is MessageKind.REQUEST and not peer.signed:
+            session.upstream_requests[message["id"]] = ""  # the unsigned client's answer is bound to nothing
         if not peer.signed:
             return _without_mcps_members(message) if not route.signed else message
         if made_block:

@@ -7,12 +7,13 @@ One :class:`UpstreamTools` per upstream, shared by every client of that upstream
 * a tool that is ``pinned`` passes (and then the policy filters it per caller); ``new`` and ``renamed`` tools
   are held (approve them with ``mcps gateway pin``); a ``changed`` or ``invalid`` tool is blocked for every client
   until the lock is updated — a rug pull seen once is refused for everyone (MCPS-008);
-* after ``notifications/tools/list_changed`` from the upstream, every call is refused (MCPS-008) until a complete
-  listing has passed through and been compared again.
+* ``notifications/tools/list_changed`` from the upstream is logged; the next listing that passes is compared as
+  every listing is. Calls are not held meanwhile: a definition reaches a model only through a listing, and no
+  listing reaches any client without this check; an agent's own mcps client holds its calls after
+  ``list_changed`` until it has listed again (SPEC.md §10.4).
 
-A call is allowed when its tool is pinned, not blocked, and the tools are not stale. Before any listing has
-passed, calls to pinned tools are allowed: the lock is the operator's approval, and a changed definition is
-blocked as soon as a listing shows it.
+A call is allowed when its tool is pinned and not blocked. Before any listing has passed, calls to pinned tools
+are allowed: the lock is the operator's approval, and a changed definition is blocked as soon as a listing shows it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ class UpstreamTools:
         self.upstream = upstream
         self._pins = pins
         self._blocked: dict[str, str] = {}  # name -> why
-        self._stale = False
         if pins is None or not pins.tools:
             logger.warning(
                 "mcps gateway: no tools of upstream %r are pinned: every call is refused (MCPS-008) until they are "
@@ -47,8 +47,6 @@ class UpstreamTools:
 
     def check_call(self, name: object) -> None:
         """Refuse (MCPS-008) a ``tools/call`` to a tool that is not allowed now."""
-        if self._stale:
-            raise McpsError(ErrorCode.TOOL_CHANGED, "tool list changed: list tools again before calling")
         if not isinstance(name, str) or self._pins is None or name not in self._pins.tools:
             raise McpsError(
                 ErrorCode.TOOL_CHANGED, "tool is not pinned or approved", detail=f"upstream {self.upstream}"
@@ -57,8 +55,7 @@ class UpstreamTools:
             raise McpsError(ErrorCode.TOOL_CHANGED, detail=f"{name!r} blocked: {self._blocked[name]}")
 
     def list_changed(self) -> None:
-        logger.warning("mcps gateway: upstream %r says its tools changed; calls held until listed again", self.upstream)
-        self._stale = True
+        logger.warning("mcps gateway: upstream %r says its tools changed; the next listing is checked", self.upstream)
 
     def filter(
         self, tools: list[Any], *, signer: PublicKey | None, complete: bool, resign: PrivateKey | None, now: float
@@ -92,8 +89,7 @@ class UpstreamTools:
                 logger.warning(
                     "mcps gateway held tool %r of %r: %s%s", finding.name, self.upstream, finding.status.value, renamed
                 )
-        if complete:
-            self._stale = False
+        del complete  # every page is compared on its own; blocking is sticky until the lock changes
         return kept
 
     def _block(self, finding: ToolFinding) -> None:
