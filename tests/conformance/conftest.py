@@ -129,7 +129,7 @@ trust = "unsigned"
         encoding="utf-8",
     )
     mcps = [sys.executable, "-m", "mcps"]
-    pinned = subprocess.run(  # noqa: S603 - our own CLI
+    pinned = subprocess.run(
         [*mcps, "gateway", "pin", "--config", "gateway.toml"],
         cwd=directory,
         capture_output=True,
@@ -138,7 +138,7 @@ trust = "unsigned"
     )
     assert pinned.returncode == 0, pinned.stderr.decode(errors="replace")
     log = (directory / "gateway.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [*mcps, "gateway", "run", "--config", "gateway.toml"], cwd=directory, stdout=log, stderr=subprocess.STDOUT
     )
     try:
