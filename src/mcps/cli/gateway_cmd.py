@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from mcps.cli.output import EXIT_OK, EXIT_REFUSED, UsageError, print_json, stderr
+from mcps.cli.pin_cmd import translate_sdk_error
 from mcps.core.errors import McpsError
 from mcps.gateway.config import ConfigError, GatewayConfig, load_config
 from mcps.gateway.setup import check_config, list_upstream_tools, pin_upstreams, write_starter
@@ -158,9 +159,23 @@ def _init(args: argparse.Namespace) -> int:
     command = shlex.split(args.upstream_command)
     if not command:
         raise UsageError("--upstream-command needs a command")
-    tools = anyio.run(list_upstream_tools, command)
+    if (args.dir / "gateway.toml").exists():
+        raise UsageError(f"{args.dir / 'gateway.toml'} exists already: init writes a new gateway, never over one")
+    try:
+        tools = anyio.run(list_upstream_tools, command)
+    except BaseException as exc:  # the SDK raises groups from its task groups: say what happened in one line
+        translated = translate_sdk_error(exc, where=repr(args.upstream_command), timeout=60, connected=False)
+        if translated is exc:
+            raise
+        raise translated from None
     written = write_starter(args.dir, name=args.name, command=command, listen=args.listen, tools=tools)
-    print_json({"dir": str(args.dir), "files": [str(path) for path in written], "tools": sorted(tools)})
+    print_json(
+        {
+            "dir": str(args.dir),
+            "files": [str(path) for path in written],
+            "tools": sorted(tool["name"] for tool in tools),
+        }
+    )
     console = stderr()
     console.print(f"[green]✓[/] wrote a gateway for {len(tools)} tools in {args.dir}")
     config = args.dir / "gateway.toml"

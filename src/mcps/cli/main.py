@@ -48,6 +48,7 @@ COMMAND_MODULES: Final = (
     "mcps.cli.pin_cmd",
     "mcps.cli.policy_cmd",
     "mcps.cli.gateway_cmd",
+    "mcps.cli.call_cmd",
 )
 """Modules that add commands: each has ``register(subparsers) -> None``. Add one line per command group."""
 

@@ -125,10 +125,16 @@ class Gateway:
         discovery = DiscoveryDocument(key, config.identity, config.upstreams, passport=passport, clock=clock)
 
         async def lifespan(phase: str) -> None:
+            """Upstream apps that need a task of their own start with the server and stop with it, in the same task
+            (the server's lifespan task); :meth:`Gateway.aclose` closes them again (a no-op) and everything else."""
             for upstream in upstreams.values():
                 start = getattr(upstream.app, "start", None)
-                if phase == "startup" and start is not None:
+                if start is None:
+                    continue
+                if phase == "startup":
                     await start()
+                elif phase == "shutdown":
+                    await upstream.app.aclose()
 
         front = GatewayFront(
             relay,
