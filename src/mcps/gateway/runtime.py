@@ -128,13 +128,13 @@ class Gateway:
             """Upstream apps that need a task of their own start with the server and stop with it, in the same task
             (the server's lifespan task); :meth:`Gateway.aclose` closes them again (a no-op) and everything else."""
             for upstream in upstreams.values():
-                start = getattr(upstream.app, "start", None)
-                if start is None:
+                start, stop = getattr(upstream.app, "start", None), getattr(upstream.app, "aclose", None)
+                if start is None or stop is None:
                     continue
                 if phase == "startup":
                     await start()
                 elif phase == "shutdown":
-                    await upstream.app.aclose()
+                    await stop()
 
         front = GatewayFront(
             relay,
