@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--server-key", type=Path, metavar="PUB.jwk", help="the server's pinned public key")
     parser.add_argument("--server-identity", metavar="ID", help="the server's identity (default: from the gateway)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT, help=f"seconds to wait (default {TIMEOUT:.0f})")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for the endpoint to accept connections",
+    )
     parser.set_defaults(handler=call_command)
 
 
@@ -61,6 +69,8 @@ def call_command(args: argparse.Namespace) -> int:
     arguments = parse_message(args.arguments.encode("utf-8"))  # strict: duplicate keys, I-JSON numbers; an object
     if args.gateway_key is None and (args.server_key is None or args.server_identity is None):
         raise UsageError("give --gateway-key, or --server-key and --server-identity for a server without a gateway")
+    if args.wait > 0:
+        _wait_for(args.url, args.wait)
     gateway = load_public_jwk(args.gateway_key) if args.gateway_key is not None else None
     server = load_public_jwk(args.server_key) if args.server_key is not None else None
     identity, upstream_signed = args.server_identity, server is not None
@@ -71,6 +81,21 @@ def call_command(args: argparse.Namespace) -> int:
     result = anyio.run(_call, args, arguments, identity, server if upstream_signed else gateway, gateway)
     print_json(result)
     return EXIT_OK
+
+
+def _wait_for(url: str, seconds: float) -> None:
+    """Block until ``url``'s host accepts a TCP connection (a gateway just started), or ``seconds`` have passed."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise UsageError(f"nothing accepts connections at {parts.netloc} after {seconds:g} s") from None
+            time.sleep(0.1)
 
 
 async def _discover(url: str, gateway: PublicKey) -> tuple[str, bool]:
