@@ -245,11 +245,11 @@ class ModernUpstream:
                 return None
         exchange = None
         try:
+            exchange = await lane.admit(request, deadline)
+            if exchange is None:
+                return None
             listen = request["method"] == "subscriptions/listen"
             with anyio.CancelScope(deadline=math.inf if listen else deadline):
-                exchange = await lane.admit(request, deadline)
-                if exchange is None:
-                    return None
                 await lane.send(exchange)
                 while True:
                     event: dict[str, Any] | None = None
@@ -259,7 +259,7 @@ class ModernUpstream:
                         except anyio.EndOfStream:
                             break
                     await response.event(event)
-            return None if exchange is None else exchange.final
+            return exchange.final
         finally:
             if exchange is not None:
                 lane.release(exchange)
