@@ -3,7 +3,8 @@
 It is the *upstream app* of the gateway for an upstream configured as a command: the gateway's security layer
 (an ASGI middleware: verify, sign, countersign, policy, audit) wraps it and sees plain MCP over HTTP, as it would
 from a remote server. This app adds no mcps semantics of its own: it relays messages, ``_meta`` and its
-``mcps/sig`` members included, and never signs or checks a signature.
+``mcps/sig`` members included, and never signs or checks a signature. It only keeps signed messages intact: it
+reads a signed 2026-07-28 request's ``kid`` to choose its child, and never rewrites it (see below).
 
 ::
 
@@ -38,7 +39,9 @@ Limits and failures (no input from a client or from a child ends the app or anot
 * ``max_bytes`` (default 4 MiB) bounds a request body (413) and each line the child writes (enforced while
   reading; an oversize line is discarded and the request it answered gets a JSON-RPC error).
 * ``call_timeout``: a request not answered in time gets a JSON-RPC error (-32603) and its response ends; the
-  child is sent ``notifications/cancelled``.
+  child is sent ``notifications/cancelled``. Not for a signed 2026-07-28 request, which the app cannot sign a
+  cancellation for: its id stays taken on its signer's child until the child answers, and a request that waits
+  ``call_timeout`` for an id held that way ends the child (the only way to free it).
 * A child that crashes, closes its stdout, or takes no input for ``call_timeout``: it is ended, calls in flight
   on it get -32603 at once, and the next request starts it again (a 2025 session replays its ``initialize``),
   with backoff after repeated crashes (:class:`RestartPolicy`). Lines on its stdout that are not JSON-RPC are
