@@ -31,7 +31,7 @@ from mcps.gateway.stdio_modern import signer_of
 from mcps.gateway.stdio_upstream import StdioUpstreamApp
 from mcps.verifier import MessageVerifier
 
-from .stdio_harness import MODERN, TIMEOUT, RawClient, messages, process_gone, serving, text
+from .stdio_harness import MODERN, TIMEOUT, FakeClock, RawClient, messages, process_gone, serving, text
 
 SIGNED_SERVER = Path(__file__).with_name("signed_stdio_server.py")
 SERVER_IDENTITY = "urn:mcps:test:stdio-upstream"
@@ -274,9 +274,28 @@ async def test_a_new_signer_waits_while_every_child_is_busy_then_times_out(tmp_p
             async with agents[0].listening(1), agents[1].listening(1):  # listen streams: busy, no call timeout
                 assert timed_out(await agents[2].call(1, "seen"))
                 assert len(app.signers()) == 2
-            # Both streams closed: their children are idle, and the least recent one makes room.
+            # Both streams closed: their children become idle, and the least recent one makes room.
+            await until(lambda: not any(info.busy for info in app.signers()))
             assert (await agents[2].seen(2))["caller"] == keys.agents[2].kid
             assert [info.kid for info in app.signers()] == [keys.agents[1].kid, keys.agents[2].kid]
+
+
+async def test_a_new_signer_waiting_for_a_child_gets_the_first_that_becomes_idle(tmp_path: Path) -> None:
+    keys = Keys.write(tmp_path, agents=3)
+    answer: dict[str, Any] = {}
+
+    async def third(agent: SignedRaw) -> None:
+        answer.update(await agent.seen(1))
+
+    with anyio.fail_after(TIMEOUT):
+        async with signed_upstream(keys, max_signers=2) as (app, url), raw_agents(url, keys) as agents:
+            async with agents[0].listening(1), anyio.create_task_group() as tasks, agents[1].listening(1):
+                tasks.start_soon(third, agents[2])
+                await until(lambda: app.signers_waiting == 1)
+            # The second agent's stream closed first (the waiter is served before the first one's closes): its child
+            # is the one that made room.
+            assert [info.kid for info in app.signers()] == [keys.agents[0].kid, keys.agents[2].kid]
+    assert answer["caller"] == keys.agents[2].kid
 
 
 async def test_a_late_answer_to_an_abandoned_request_never_reaches_the_next_one_with_its_id(tmp_path: Path) -> None:
@@ -319,6 +338,37 @@ async def test_an_id_held_by_an_abandoned_request_is_freed_by_ending_the_child(t
             assert again["id"] == 4
             assert again["pid"] != pid
     assert keys.refusals() == ""
+
+
+async def test_a_signers_child_that_crashes_fails_its_calls_and_is_started_again(tmp_path: Path) -> None:
+    keys = Keys.write(tmp_path)
+    with anyio.fail_after(TIMEOUT):
+        async with signed_upstream(keys) as (app, url), raw_agents(url, keys) as (agent, _):
+            pid = (await agent.seen(1))["pid"]
+            crashed = await agent.call(2, "crash")
+            assert crashed[-1]["error"]["message"] == "upstream server exited"
+            assert process_gone(pid)
+            assert (await agent.seen(2))["pid"] != pid  # its id is free again, on a new child
+            assert [info.abandoned for info in app.signers()] == [0]
+    assert keys.refusals() == ""
+
+
+async def test_idle_signers_children_are_ended_by_the_clock(tmp_path: Path) -> None:
+    keys = Keys.write(tmp_path)
+    clock = FakeClock()
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            signed_upstream(keys, clock=clock, idle_timeout=60.0) as (app, url),
+            raw_agents(url, keys) as agents,
+        ):
+            pids = [(await agent.seen(1))["pid"] for agent in agents]
+            clock.advance(30.0)
+            await agents[0].seen(2)
+            clock.advance(30.0)
+            assert await app.reap_idle() == 1  # the second signer's, idle for 60 s; the first was used 30 s ago
+            assert process_gone(pids[1])
+            assert [info.kid for info in app.signers()] == [keys.agents[0].kid]
+            assert (await agents[1].seen(2))["pid"] != pids[1]
 
 
 async def test_mcp_param_headers_of_signed_calls_are_checked_against_the_signers_listing(tmp_path: Path) -> None:

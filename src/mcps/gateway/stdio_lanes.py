@@ -426,6 +426,8 @@ class SignerLanes:
         self.settings = settings
         self.max_lanes = max_lanes
         self._lanes: OrderedDict[str, SignerLane] = OrderedDict()
+        self.waiting = 0
+        """New signers' requests waiting for a child (every one busy)."""
         self._lock = anyio.Lock()
         self._idle = anyio.Event()
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -460,8 +462,12 @@ class SignerLanes:
         ``deadline`` (anyio time)."""
         lane = self._lanes.get(kid)
         if lane is None:
-            with anyio.CancelScope(deadline=deadline):
-                lane = await self._new_lane(kid)
+            self.waiting += 1
+            try:
+                with anyio.CancelScope(deadline=deadline):
+                    lane = await self._new_lane(kid)
+            finally:
+                self.waiting -= 1
             if lane is None:
                 return None
         self._lanes.move_to_end(kid)

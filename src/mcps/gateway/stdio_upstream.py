@@ -199,6 +199,11 @@ class StdioUpstreamApp:
         """The 2026-07-28 children of signers, least recently used first."""
         return self._modern.signer_info()
 
+    @property
+    def signers_waiting(self) -> int:
+        """Requests of new signers waiting for a child (all ``max_signers`` busy)."""
+        return self._modern.signers.waiting
+
     # lifecycle
 
     async def start(self) -> None:
