@@ -3,7 +3,8 @@
 It is the *upstream app* of the gateway for an upstream configured as a command: the gateway's security layer
 (an ASGI middleware: verify, sign, countersign, policy, audit) wraps it and sees plain MCP over HTTP, as it would
 from a remote server. This app adds no mcps semantics of its own: it relays messages, ``_meta`` and its
-``mcps/sig`` members included, and never signs or checks a signature.
+``mcps/sig`` members included, and never signs or checks a signature. It only keeps signed messages intact: it
+reads a signed 2026-07-28 request's ``kid`` to choose its child, and never rewrites it (see below).
 
 ::
 
@@ -24,21 +25,31 @@ one, as the SDK's session manager does (absent or a handshake version: 2025; any
   400 answer (so every body is read, bounded and strictly parsed here first, and a bad one answered here with a
   short message); it re-serializes messages from its models (values and every member of ``params``/``result``/
   ``_meta`` survive, so canonical JSON is unchanged; unknown top-level members are dropped, as the SDK does).
-* **2026-07-28 (stateless)** — :mod:`mcps.gateway.stdio_modern`. Every POST is self-contained; all go to one
-  shared child per upstream, multiplexed by rewriting ids (and progress tokens) and mapping them back.
+* **2026-07-28 (stateless)** — :mod:`mcps.gateway.stdio_modern` and :mod:`mcps.gateway.stdio_lanes`. Every POST
+  is self-contained. An *unsigned* request (no ``mcps/sig`` in ``params._meta``) goes to one shared child per
+  upstream, multiplexed by rewriting ids (and progress tokens) and mapping them back. A *signed* request is never
+  rewritten: the signature covers its ``id`` and ``progressToken``, and an upstream running the mcps server binding
+  verifies it end to end and pins its connection to its first signer (SPEC.md §9.2). It goes, unchanged, to a child
+  of its signer's own (keyed by the block's ``kid``; at most ``max_signers`` of them, the least recently used idle
+  one ended for a new signer), where a request whose id or progress token is already in flight waits until it is
+  free, and its answer and notifications come back unchanged, by the original id and token.
 
 Limits and failures (no input from a client or from a child ends the app or another session):
 
 * ``max_bytes`` (default 4 MiB) bounds a request body (413) and each line the child writes (enforced while
   reading; an oversize line is discarded and the request it answered gets a JSON-RPC error).
 * ``call_timeout``: a request not answered in time gets a JSON-RPC error (-32603) and its response ends; the
-  child is sent ``notifications/cancelled``.
+  child is sent ``notifications/cancelled``. Not for a signed 2026-07-28 request, which the app cannot sign a
+  cancellation for: its id stays taken on its signer's child until the child answers, and a request that waits
+  ``call_timeout`` for an id held that way ends the child (the only way to free it).
 * A child that crashes, closes its stdout, or takes no input for ``call_timeout``: it is ended, calls in flight
   on it get -32603 at once, and the next request starts it again (a 2025 session replays its ``initialize``),
   with backoff after repeated crashes (:class:`RestartPolicy`). Lines on its stdout that are not JSON-RPC are
   logged and dropped; a response that cannot be relayed (oversize, not I-JSON) fails its own call only.
 * ``max_sessions`` (503 beyond), ``idle_timeout`` (a session with nothing in flight and no open stream for that
-  long is ended; so is the idle shared child). Errors sent to a client are short and fixed, never exception text.
+  long is ended; so are the idle shared child and idle signers' children). ``max_signers``: signers' children at
+  once; a new signer's request waits (within ``call_timeout``) while all are busy, then gets the timeout error.
+  Errors sent to a client are short and fixed, never exception text.
 
 DNS-rebinding protection (``Host``/``Origin`` checks) is *not* done here: the gateway's front does it, before
 any request reaches this app. Behind anything else, put such a check in front.
@@ -75,16 +86,18 @@ from mcps.gateway._sdk import (
     JSONRPCRequest,
     check_accept_headers,
 )
+from mcps.gateway.stdio_lanes import SignerInfo
 from mcps.gateway.stdio_legacy import LegacySession, SessionSettings, as_request_id, validated_message
-from mcps.gateway.stdio_modern import SharedUpstream
+from mcps.gateway.stdio_modern import ModernUpstream
 from mcps.gateway.stdio_process import DEFAULT_MAX_BYTES, Clock, RestartPolicy, StdioCommand, UpstreamUnavailable
 
-__all__ = ["RestartPolicy", "SessionInfo", "StdioUpstreamApp"]
+__all__ = ["RestartPolicy", "SessionInfo", "SignerInfo", "StdioUpstreamApp"]
 
 logger = logging.getLogger("mcps.gateway.stdio")
 
 DEFAULT_CALL_TIMEOUT: Final = 60.0
 DEFAULT_MAX_SESSIONS: Final = 64
+DEFAULT_MAX_SIGNERS: Final = 64
 DEFAULT_IDLE_TIMEOUT: Final = 30 * 60.0
 DEFAULT_KILL_TIMEOUT: Final = 2.0
 DEFAULT_REPLAY_BYTES: Final = 1024 * 1024
@@ -109,8 +122,9 @@ class StdioUpstreamApp:
     ``command``: argv of the server. ``env``: variables added to a minimal safe environment (the SDK's
     ``get_default_environment``: HOME, LOGNAME, PATH, SHELL, TERM, USER). ``cwd``: its working directory.
     ``name``: how logs call it. ``max_bytes``: the frame limit, both ways. ``call_timeout``: seconds a request may
-    wait for its answer. ``max_sessions``: concurrent 2025 sessions (each a child). ``idle_timeout``: seconds
-    after which an idle session (or the idle shared 2026 child) is ended; ``None``: never. ``restart``: backoff
+    wait for its answer. ``max_sessions``: concurrent 2025 sessions (each a child). ``max_signers``: children for
+    signed 2026 requests (one per signer). ``idle_timeout``: seconds after which an idle session (or an idle 2026
+    child) is ended; ``None``: never. ``restart``: backoff
     after crashes. ``kill_timeout``: seconds between stdin closed, SIGTERM and SIGKILL when ending a child.
     ``replay_bytes``: SSE events kept per session for ``Last-Event-ID`` resumption (0: none, and no event ids).
     ``clock``: monotonic seconds, for idle and backoff decisions (injected by tests).
@@ -126,6 +140,7 @@ class StdioUpstreamApp:
         max_bytes: int = DEFAULT_MAX_BYTES,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        max_signers: int = DEFAULT_MAX_SIGNERS,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         restart: RestartPolicy | None = None,
         kill_timeout: float = DEFAULT_KILL_TIMEOUT,
@@ -134,8 +149,8 @@ class StdioUpstreamApp:
     ) -> None:
         if isinstance(command, str):
             raise TypeError("command is an argv list, not a shell string")
-        if max_bytes < 1 or max_sessions < 1 or replay_bytes < 0:
-            raise ValueError("max_bytes and max_sessions must be positive, replay_bytes not negative")
+        if max_bytes < 1 or max_sessions < 1 or max_signers < 1 or replay_bytes < 0:
+            raise ValueError("max_bytes, max_sessions and max_signers must be positive, replay_bytes not negative")
         if call_timeout <= 0 or kill_timeout <= 0 or (idle_timeout is not None and idle_timeout <= 0):
             raise ValueError("timeouts must be positive")
         stdio = StdioCommand(tuple(command), dict(env or {}), None if cwd is None else os.fspath(cwd))
@@ -153,7 +168,7 @@ class StdioUpstreamApp:
         self.idle_timeout = idle_timeout
         self._limits = Limits(max_bytes=max_bytes)
         self._sessions: dict[str, LegacySession] = {}
-        self._shared = SharedUpstream(self.settings)
+        self._modern = ModernUpstream(self.settings, max_signers=max_signers)
         self._tasks: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
 
@@ -176,9 +191,18 @@ class StdioUpstreamApp:
 
     @property
     def shared_pid(self) -> int | None:
-        """The pid of the shared 2026-07-28 child, while one runs."""
-        child = self._shared.slot.running
+        """The pid of the shared 2026-07-28 child (unsigned requests), while one runs."""
+        child = self._modern.shared.slot.running
         return None if child is None else child.pid
+
+    def signers(self) -> list[SignerInfo]:
+        """The 2026-07-28 children of signers, least recently used first."""
+        return self._modern.signer_info()
+
+    @property
+    def signers_waiting(self) -> int:
+        """Requests of new signers waiting for a child (all ``max_signers`` busy)."""
+        return self._modern.signers.waiting
 
     # lifecycle
 
@@ -188,7 +212,7 @@ class StdioUpstreamApp:
             raise RuntimeError("StdioUpstreamApp is already started")
         stack = AsyncExitStack()
         self._tasks = await stack.enter_async_context(anyio.create_task_group())
-        self._shared.attach(self._tasks)
+        self._modern.attach(self._tasks)
         if self.idle_timeout is not None:
             self._tasks.start_soon(self._sweep, self.idle_timeout)
         self._stack = stack
@@ -199,12 +223,12 @@ class StdioUpstreamApp:
         stack, tasks, self._stack, self._tasks = self._stack, self._tasks, None, None
         if stack is None or tasks is None:
             return
-        self._shared.attach(None)
+        self._modern.attach(None)
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as closing:
                 for session in list(self._sessions.values()):
                     closing.start_soon(self._discard, session)
-                closing.start_soon(self._shared.close)
+                closing.start_soon(self._modern.close)
         tasks.cancel_scope.cancel()
         await stack.aclose()
 
@@ -218,7 +242,7 @@ class StdioUpstreamApp:
         await self.aclose()
 
     async def reap_idle(self) -> int:
-        """End what has been idle for ``idle_timeout`` (by ``clock``); how many (sessions, shared child) it ended.
+        """End what has been idle for ``idle_timeout`` (by ``clock``); how many (sessions, 2026 children) it ended.
 
         Runs periodically while started; tests call it directly with an injected clock.
         """
@@ -231,9 +255,7 @@ class StdioUpstreamApp:
                 logger.info("upstream %s: session %s idle; ending it", self.settings.name, session.id[:8])
                 await self._discard(session)
                 ended += 1
-        if await self._shared.reap_idle(now, self.idle_timeout):
-            ended += 1
-        return ended
+        return ended + await self._modern.reap_idle(now, self.idle_timeout)
 
     async def _sweep(self, idle_timeout: float) -> None:
         while True:
@@ -261,7 +283,7 @@ class StdioUpstreamApp:
                 return
             version = header(scope, b"mcp-protocol-version")
             if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
-                await self._shared.handle(scope, receive, tracked)
+                await self._modern.handle(scope, receive, tracked)
             else:
                 await self._legacy(scope, receive, tracked)
         except ClientGone:
