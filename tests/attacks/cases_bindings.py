@@ -203,13 +203,6 @@ def response_to_nothing(defect: bool) -> Frames:
 
 N = Threat.NETWORK
 A = Threat.AGENT
-LENIENT_ID = "issue 9 §1.1: fixed on another branch"
-UNPARSED_RESPONSE = (
-    "new defect: on a frame transport (stdio) a response that fails the strict parse is dropped, so the agent's "
-    "request waits for the SDK's timeout instead of failing with its MCPS code (the HTTP client fails it, §9.5.5)"
-)
-HOPS = "issue 9 §1.6: fixed on another branch"
-NUMBERS = "issue 9 §1.7: fixed on another branch"
 
 STREAMS: Final = ("stdio", "sdk")
 EVERYWHERE: Final = ("stdio", "sdk", "http")
@@ -271,7 +264,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             'an unsigned frame with id "\\ud800": answered with id null',
             replace_id(b'"\\ud800"'),
             refused(E.INVALID_STRING, None),
-            xfail=LENIENT_ID,
             isolated=True,
         ),
         case(
@@ -280,7 +272,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             "an unsigned frame with id 18446744073709551617",
             replace_id(b"18446744073709551617"),
             refused(E.NUMBER_NOT_IJSON, None),
-            xfail=LENIENT_ID,
             isolated=True,
         ),
         case(
@@ -434,7 +425,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
                     '"io.modelcontextprotocol/protocolVersion", "mcps/sig"]'
                 )
             },
-            xfail=HOPS,
         ),
         case(
             "frame-number-respelled-exponent",
@@ -442,7 +432,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             "a signed 125 respelled 1.25E2 reaches the tool as 125",
             respelled(b"125", b"1.25E2"),
             {"*": Delivered("int:125")},
-            xfail=NUMBERS,
         ),
         case(
             "frame-number-respelled-fraction",
@@ -450,7 +439,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             "a signed 1 respelled 1.0 reaches the tool as 1",
             respelled(b"1", b"1.0"),
             {"*": Delivered("int:1")},
-            xfail=NUMBERS,
         ),
         case(
             "frame-number-respelled-negative-zero",
@@ -458,7 +446,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             "a signed 0 respelled -0.0 reaches the tool as 0",
             respelled(b"0", b"-0.0"),
             {"*": Delivered("int:0")},
-            xfail=NUMBERS,
         ),
     ]
 )
@@ -535,7 +522,6 @@ CLIENT_CASES: list[Case[Answer]] = unique(
                 lambda r: [frame(result_for(r)).replace(b'"isError":false', b'"isError":false,"isError":true', 1)]
             ),
             threat=N,
-            xfail=UNPARSED_RESPONSE,
         ),
         client_case(
             "client-result-lone-surrogate",
@@ -543,7 +529,6 @@ CLIENT_CASES: list[Case[Answer]] = unique(
             "a lone surrogate in the result text: the call fails with MCPS-022",
             answering(lambda r: [frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"\\ud800", 1)]),
             threat=N,
-            xfail=UNPARSED_RESPONSE,
         ),
         client_case(
             "client-server-request-id-lone-surrogate",
@@ -558,7 +543,6 @@ CLIENT_CASES: list[Case[Answer]] = unique(
                 survives=True,
             ),
             threat=N,
-            xfail=LENIENT_ID,
         ),
         client_case(
             "client-server-request-unsigned",

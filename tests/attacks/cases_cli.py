@@ -305,7 +305,6 @@ CASES: list[Case[CliRun]] = unique(
             lambda d: CliRun(VERIFY, dumps(now_signed()), {**KEY_FILES, "agent.jwk": DEEP if d else AGENT_JWK}),
             2,
             threat=T,
-            xfail=NO_TRACEBACK,
         ),
     ]
 )
