@@ -277,9 +277,9 @@ FRAME_CASES: list[Case[Frames]] = unique(
         case(
             "frame-id-true",
             E.NOT_JSONRPC,
-            "id true: not a request, no id to answer",
+            "id true: not a request; answered with id null, never as request 1 (SPEC §9.1)",
             replace_id(b"true"),
-            dropped(E.NOT_JSONRPC),
+            refused(E.NOT_JSONRPC, None),
         ),
         case(
             "frame-over-4-mib",

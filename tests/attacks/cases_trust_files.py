@@ -73,7 +73,6 @@ def lock(attack: bytes, control: bytes) -> Callable[[bool], tuple[str, bytes]]:
 GOOD_LOCK = lock_text()
 PIN = pin_hash(ECHO)
 T = Threat.TRUST_FILE
-BOOL_AS_INT = "new defect (class of issue 9 §1.5): mcps_lock compared with == 1, so true and 1.0 pass as version 1"
 
 
 def case(
@@ -275,7 +274,12 @@ CASES: list[Case[tuple[str, bytes]]] = unique(
             ),
         ),
         case("lock-version-true", None, "mcps_lock = true", lock(lock_text(version=True), GOOD_LOCK)),
-        case("lock-version-float", None, "mcps_lock = 1.0", lock(lock_text(version=1.0), GOOD_LOCK), xfail=BOOL_AS_INT),
+        case(
+            "lock-version-fraction",
+            None,
+            "mcps_lock = 1.5, no integer (1.0 is the integer 1, SPEC §3)",
+            lock(lock_text(version=1.5), GOOD_LOCK),
+        ),
         case("lock-version-2", None, "mcps_lock = 2", lock(lock_text(version=2), GOOD_LOCK)),
         case(
             "lock-extra-member",
