@@ -226,9 +226,6 @@ LOG_CASES: list[Case[LogScenario]] = unique(
             log(rewrite(17, lambda _d: b"[" * 100_000 + b"]" * 100_000)),
             K.MODIFIED,
             {17},
-            xfail="new defect: audit.entry.parse_entry reads rows with json.loads and verify_log catches only "
-            "ValueError, so a row of deeply nested JSON raises RecursionError out of verify_log (and out of "
-            "mcps audit verify / export as a traceback) instead of naming the row modified",
         ),
         case(
             "audit-row-prev-edited",
@@ -405,8 +402,6 @@ LOG_CASES: list[Case[LogScenario]] = unique(
             K.MODIFIED,
             {39},
             threat=KEY,
-            xfail="new defect: verify_log hashes stored entry bytes without checking they are JCS (duplicate "
-            "members, other spellings pass; build_evidence then fails for that entry)",
         ),
         case(
             "audit-entry-version-true-under-a-valid-checkpoint",
