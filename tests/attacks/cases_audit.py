@@ -498,8 +498,6 @@ EVIDENCE_CASES: list[Case[EvidenceScenario]] = unique(
             "evidence-log-name-with-space",
             "log names an origin with a space (not a valid key name)",
             evidence(changed_evidence(log="mcps.audit/ " + CANARY)),
-            xfail="new defect: check_evidence lets ValueError (key name with a space or '+') escape "
-            "instead of MCPS-033; mcps audit check-evidence then exits 2, not 1",
         ),
         evidence_case(
             "evidence-checkpoint-signed-by-another-key",
