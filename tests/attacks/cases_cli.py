@@ -126,10 +126,6 @@ A = Threat.AGENT
 D = Threat.DATABASE
 T = Threat.TRUST_FILE
 NO_TRACEBACK = "new defect: a JSON file read with json.loads lets RecursionError escape: the CLI prints a traceback"
-JSONL_EXPORT = (
-    "new defect: audit export --format jsonl writes stored rows without parsing them, so a row holding a newline "
-    "forges lines in the SIEM stream (SPEC §8.9: a row that does not parse stops the export, MCPS-033)"
-)
 
 
 def case(
@@ -279,7 +275,6 @@ CASES: list[Case[CliRun]] = unique(
             ),
             1,
             threat=D,
-            xfail=JSONL_EXPORT,
         ),
         case(
             "cli-audit-check-evidence-edited",
