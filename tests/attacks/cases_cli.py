@@ -125,7 +125,6 @@ N = Threat.NETWORK
 A = Threat.AGENT
 D = Threat.DATABASE
 T = Threat.TRUST_FILE
-NO_TRACEBACK = "new defect: a JSON file read with json.loads lets RecursionError escape: the CLI prints a traceback"
 
 
 def case(
@@ -291,7 +290,6 @@ CASES: list[Case[CliRun]] = unique(
             check_evidence(receipt=DEEP),
             2,
             threat=T,
-            xfail=NO_TRACEBACK,
         ),
         case(
             "cli-verify-deep-jwk-file",

@@ -237,3 +237,24 @@ def test_export_of_an_entry_at_another_index_is_mcps_033(db: Path, run) -> None:
     assert code == 1
     assert "MCPS-033" in err
     assert len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("receipt", "code"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "MCPS-023"),
+        (b'{"log":"a","log":"b","index":3,"leaf":"x"}', "MCPS-020"),
+        (b'{"log":"a","index":3,"leaf":"\\ud800"}', "MCPS-022"),
+    ],
+)
+def test_check_evidence_receipt_is_parsed_strictly_without_a_traceback(  # type: ignore[no-untyped-def]
+    db: Path, run, tmp_path: Path, receipt: bytes, code: str
+) -> None:
+    jwk = _public_jwk(run, db, tmp_path)
+    out = run("audit", "prove", "--db", str(db), "--index", "3")[1]
+    (tmp_path / "entry.evidence").write_text(out)
+    (tmp_path / "receipt.json").write_bytes(receipt)
+    argv = ("audit", "check-evidence", str(tmp_path / "entry.evidence"), "--key", str(jwk))
+    status, _, err = run(*argv, "--receipt", str(tmp_path / "receipt.json"))
+    assert status == 2
+    assert code in err

@@ -30,7 +30,7 @@ from mcps.audit.verify import VerifiedLog, verify_log
 from mcps.cli.output import EXIT_OK, Refused, UsageError, print_json, read_stdin, stderr
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PublicKey, load_private_key, load_public_jwk
-from mcps.core.strict import parse_message
+from mcps.core.strict import parse_file, parse_message
 
 __all__ = ["register"]
 
@@ -218,7 +218,7 @@ def cmd_check_evidence(args: argparse.Namespace) -> int:
     key = load_public_jwk(args.key)
     receipt = None
     if args.receipt is not None:
-        receipt = Receipt.from_json(json.loads(args.receipt.read_text(encoding="utf-8")))
+        receipt = Receipt.from_json(parse_file(args.receipt))  # strictly, like every JSON input (MCPS-018…025)
     try:
         verified = check_evidence(args.evidence.read_bytes(), key, receipt=receipt)
     except McpsError as exc:
