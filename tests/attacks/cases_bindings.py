@@ -456,11 +456,15 @@ FRAME_CASES: list[Case[Frames]] = unique(
 
 @dataclass(frozen=True)
 class Answer:
-    """How the fake server answers the agent's ``tools/call``: ``respond(request)`` returns the frames to write."""
+    """How the fake server answers the agent's ``tools/call``: ``respond(request)`` returns the frames to write.
+
+    Every attack is a stray frame before the genuine answer, and the call must still get that answer: a stray
+    server→client request is refused with a signed error the agent sends back; a forged answer to the call is
+    refused (logged with its code) and dropped, and ends nothing (SPEC.md §9.1, responses that fail)."""
 
     respond: Callable[[dict[str, Any]], list[bytes]]
-    survives: bool = False
-    """The call must still succeed (the attack is a stray frame the agent must refuse and survive)."""
+    answer: bool = False
+    """The stray frame is an answer to the call: refused by the agent alone, nothing is sent back."""
 
 
 CLIENT_SURFACE: Final = ("sdk-client",)
@@ -476,8 +480,16 @@ def result_for(
     return sign(message, key or SERVER, aud=AGENT.kid, in_reply_to=sig)
 
 
-def answering(attack: Callable[[dict[str, Any]], list[bytes]], *, survives: bool = False) -> Callable[[bool], Answer]:
-    return lambda defect: Answer(attack if defect else (lambda r: [frame(result_for(r))]), survives)
+def answering(attack: Callable[[dict[str, Any]], list[bytes]]) -> Callable[[bool], Answer]:
+    """``attack(request)``'s frames, then the genuine answer; the control: the genuine answer alone."""
+    genuine: Callable[[dict[str, Any]], list[bytes]] = lambda r: [frame(result_for(r))]  # noqa: E731
+    return lambda defect: Answer((lambda r: [*attack(r), *genuine(r)]) if defect else genuine)
+
+
+def forged_answer(forge: Callable[[dict[str, Any]], bytes]) -> Callable[[bool], Answer]:
+    """A forged answer to the call, ``forge(request)``, injected before the genuine one."""
+    build = answering(lambda r: [forge(r)])
+    return lambda defect: Answer(build(defect).respond, answer=True)
 
 
 def client_case(
@@ -491,43 +503,43 @@ CLIENT_CASES: list[Case[Answer]] = unique(
         client_case(
             "client-result-unsigned",
             E.SIGNATURE_MISSING,
-            "the result's signature stripped",
-            answering(lambda r: [frame(strip(result_for(r)))]),
+            "a copy of the result without its signature, injected before it",
+            forged_answer(lambda r: frame(strip(result_for(r)))),
             threat=N,
         ),
         client_case(
             "client-result-tampered",
             E.BAD_SIGNATURE,
-            "the result's text changed in transit",
-            answering(lambda r: [frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"!", 1)]),
+            "a copy of the result with its text changed, injected before it",
+            forged_answer(lambda r: frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"!", 1)),
             threat=N,
         ),
         client_case(
             "client-result-from-another-key",
             E.UNKNOWN_KEY,
-            "a result signed by a key the agent did not pin",
-            answering(lambda r: [frame(result_for(r, key=ATTACKER))]),
+            "a result signed by a key the agent did not pin, before the real one",
+            forged_answer(lambda r: frame(result_for(r, key=ATTACKER))),
         ),
         client_case(
             "client-result-bound-to-another-request",
             E.TRANSCRIPT_MISMATCH,
-            "irt names another request",
-            answering(lambda r: [frame(result_for(r, request_sig="B" * 85 + "A"))]),
+            "a result whose irt names another request, before the real one",
+            forged_answer(lambda r: frame(result_for(r, request_sig="B" * 85 + "A"))),
         ),
         client_case(
             "client-result-dup-key",
             E.DUPLICATE_KEY,
-            'a result with "isError":false,"isError":true: the call fails with MCPS-020',
-            answering(
-                lambda r: [frame(result_for(r)).replace(b'"isError":false', b'"isError":false,"isError":true', 1)]
+            'a copy of the result with "isError":false,"isError":true, before it',
+            forged_answer(
+                lambda r: frame(result_for(r)).replace(b'"isError":false', b'"isError":false,"isError":true', 1)
             ),
             threat=N,
         ),
         client_case(
             "client-result-lone-surrogate",
             E.INVALID_STRING,
-            "a lone surrogate in the result text: the call fails with MCPS-022",
-            answering(lambda r: [frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"\\ud800", 1)]),
+            "a copy of the result with a lone surrogate in its text, before it",
+            forged_answer(lambda r: frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"\\ud800", 1)),
             threat=N,
         ),
         client_case(
@@ -536,11 +548,9 @@ CLIENT_CASES: list[Case[Answer]] = unique(
             'an unsigned server→client request with id "\\ud800" before the real answer: refused with id '
             "null, and the session lives on",
             answering(
-                lambda r: [
-                    b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping","params":{"c":"' + CANARY.encode() + b'"}}',
-                    frame(result_for(r)),
+                lambda _r: [
+                    b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping","params":{"c":"' + CANARY.encode() + b'"}}'
                 ],
-                survives=True,
             ),
             threat=N,
         ),
@@ -549,11 +559,7 @@ CLIENT_CASES: list[Case[Answer]] = unique(
             E.SIGNATURE_MISSING,
             "an unsigned server→client request before the real answer: refused, the session lives on",
             answering(
-                lambda r: [
-                    frame({"jsonrpc": "2.0", "id": "s-1", "method": "ping", "params": {"c": CANARY}}),
-                    frame(result_for(r)),
-                ],
-                survives=True,
+                lambda _r: [frame({"jsonrpc": "2.0", "id": "s-1", "method": "ping", "params": {"c": CANARY}})],
             ),
             threat=N,
         ),

@@ -33,7 +33,7 @@ import httpx2
 from mcp.client.streamable_http import streamable_http_client
 
 from mcps.bindings._sdk import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT, TransportStreams
-from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel
+from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel, request_key
 from mcps.bindings.sse import SseRewriter
 from mcps.bindings.streams import secure_message_streams
 from mcps.bindings.tools import ToolGuard
@@ -146,7 +146,14 @@ class _StrictEvents(httpx2.AsyncByteStream):
 
 
 class _HttpClientChannel(SecureChannel):
-    """Fails a request whose response body :class:`StrictResponses` refused, with that refusal's code."""
+    """Fails a request whose response body :class:`StrictResponses` refused, with that refusal's code.
+
+    Every message it receives came back in an HTTP response to a request of this client — written by the server,
+    or by whoever controls that exchange and could withhold the answer anyway — or was made up by the SDK's
+    transport for a request whose exchange failed: so a response that fails ends its request (SPEC.md §9.5.5).
+    """
+
+    failed_answer_ends_request = True
 
     def __init__(
         self, security: ChannelSecurity, peer: str, tools: ToolGuard | None, refused: dict[RequestId, McpsError]
@@ -155,10 +162,11 @@ class _HttpClientChannel(SecureChannel):
         self._refused = refused
 
     async def receive(self, message: dict[str, Any]) -> Inbound:
-        request_id = message.get("id")
-        if "method" not in message and isinstance(request_id, str | int) and request_id in self._refused:
+        request_id = request_key(message.get("id"))  # never a bool: `true` is not request 1
+        if "method" not in message and request_id is not None and request_id in self._refused:
             error = self._refused.pop(request_id)
-            if self._awaiting.pop(request_id, None) is not None:
+            if request_id in self._awaiting:
+                self._forget_request(request_id)
                 local = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
                 return Inbound(deliver=local, local=True)
         return await super().receive(message)
@@ -178,7 +186,7 @@ def _request_id(request: httpx2.Request) -> RequestId | None:
     except (ValueError, httpx2.RequestNotRead):
         return None
     request_id = posted.get("id") if isinstance(posted, dict) and "method" in posted else None
-    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+    return request_key(request_id)
 
 
 @asynccontextmanager
