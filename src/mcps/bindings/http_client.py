@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
@@ -62,14 +62,14 @@ class StrictResponses(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         request.headers["accept-encoding"] = "identity"  # parse the bytes as sent, not a compressed form
         response = await self._inner.handle_async_request(request)
-        media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        kind = _body_kind(response.headers.get("content-type", ""))
         headers = [
             (key, value)
             for key, value in response.headers.multi_items()
             if key.lower() not in ("content-length", "transfer-encoding")
         ]
         request_id = _request_id(request)
-        if media == "application/json":
+        if kind == "json":
             body = await self._read(response, request_id)
             return httpx2.Response(
                 response.status_code,
@@ -78,7 +78,7 @@ class StrictResponses(httpx2.AsyncBaseTransport):
                 request=request,
                 extensions=response.extensions,
             )
-        if media == "text/event-stream":
+        if kind == "sse":
             stream = _StrictEvents(response, SseRewriter(self._checker(request_id), max_bytes=self._limits.max_bytes))
             return httpx2.Response(
                 response.status_code, headers=headers, stream=stream, request=request, extensions=response.extensions
@@ -170,6 +170,23 @@ class _HttpClientChannel(SecureChannel):
                 local = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
                 return Inbound(deliver=local, local=True)
         return await super().receive(message)
+
+
+def _body_kind(content_type: str) -> Literal["json", "sse"] | None:
+    """How the SDK will read a response body with this ``Content-Type``, decided as the readers above decide, so
+    that nothing the SDK parses escapes the strict parse: ``mcp.client.streamable_http`` takes any header whose
+    lower-cased text *starts with* ``application/json`` (``application/jsonx``, ``application/json, text/html``)
+    as JSON and one starting with ``text/event-stream`` as SSE; ``httpx2.EventSource`` takes the media type before
+    ``;``, stripped and lower-cased. A header either reads as JSON or SSE is parsed strictly as that here; any
+    other body is read by no JSON parser of the SDK (it reports an unexpected content type) and is passed on.
+    """
+    lowered = content_type.lower()
+    media = lowered.partition(";")[0].strip()
+    if lowered.startswith("application/json") or media == "application/json":
+        return "json"
+    if lowered.startswith("text/event-stream") or media == "text/event-stream":
+        return "sse"
+    return None
 
 
 def _encode(message: dict[str, Any]) -> bytes:
