@@ -369,11 +369,11 @@ def _http(data: bytes) -> None:
 def _sse(data: bytes) -> None:
     """The SSE parser as the agent's HTTP client uses it: each event's data parsed strictly."""
 
-    def check(event: str | None) -> str | None:
-        if event is None:
+    def check(event: str | McpsError) -> str | None:
+        if isinstance(event, McpsError):  # over the size limit, or not UTF-8
             return None
         try:
-            parse_message(event.encode("utf-8", errors="surrogatepass"), LIMITS)
+            parse_message(event.encode("utf-8"), LIMITS)
         except McpsError:
             return None
         return event

@@ -90,3 +90,11 @@ def test_the_strict_layer_reads_a_label_as_every_sdk_reader_does(content_type: s
         assert _body_kind(content_type) == "json"
     if lowered.startswith("text/event-stream") or media == "text/event-stream":
         assert _body_kind(content_type) == "sse"
+
+
+async def test_an_event_whose_data_is_not_utf8_fails_its_request_with_mcps_019() -> None:
+    """Regression: SSE data was decoded with replacement, so the SDK got U+FFFD where the server sent \\xff."""
+    response, refused = await answer("text/event-stream", b'data: {"jsonrpc":"2.0","id":7,"result":{"t":"\xff"}}\n\n')
+    assert "\ufffd" not in response.content.decode("utf-8")
+    assert ErrorCode.MALFORMED_JSON.mcps.encode() in response.content
+    assert refused[7].code is ErrorCode.MALFORMED_JSON

@@ -295,9 +295,9 @@ class _SigningSend:
             logger.error("mcps: not sending a message the MCP app produced: %s", error.diagnostics())  # noqa: TRY400
             return None
 
-    def _sign_data(self, data: str | None) -> str | None:
-        if data is None:
-            logger.error("mcps: not sending an SSE event over the size limit")
+    def _sign_data(self, data: str | McpsError) -> str | None:
+        if isinstance(data, McpsError):  # over the size limit, or not UTF-8: nothing that could be signed as sent
+            logger.error("mcps: not sending an SSE event the MCP app wrote: %s", data.diagnostics())
             return None
         signed = self._sign(_json_or_none(data))
         return None if signed is None else _encode(signed).decode("ascii")

@@ -102,11 +102,11 @@ class StrictResponses(httpx2.AsyncBaseTransport):
         return bytes(body)
 
     def _checker(self, request_id: RequestId | None) -> Any:
-        def check(data: str | None) -> str | None:
+        def check(data: str | McpsError) -> str | None:
             try:
-                if data is None:
-                    raise McpsError(ErrorCode.MESSAGE_TOO_LARGE)
-                parsed = parse_message(data.encode("utf-8", errors="surrogatepass"), self._limits)
+                if isinstance(data, McpsError):  # over the size limit (MCPS-018), or not UTF-8 (MCPS-019)
+                    raise data
+                parsed = parse_message(data.encode("utf-8"), self._limits)
             except McpsError as error:
                 replaced = self._refuse(request_id, error)
                 return replaced.decode("ascii") if replaced else None

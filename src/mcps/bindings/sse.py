@@ -3,7 +3,9 @@
 :class:`SseRewriter` sits on a byte stream of events, split at blank lines however the stream is chunked, and
 hands each event's data to a function that returns the data to send instead (or ``None`` to drop the event).
 Events without data (keep-alive comments, resumability priming events) pass unchanged. Each event is bounded
-by ``max_bytes`` while reading: a longer one is discarded up to its end and reported, never buffered whole.
+by ``max_bytes`` while reading: a longer one is discarded up to its end and reported (MCPS-018), never buffered
+whole. Its data must be UTF-8: WHATWG decodes with replacement (an invalid byte becomes U+FFFD), which would hand
+on a message other than the one sent, so an event whose data is not UTF-8 is reported instead (MCPS-019).
 
 Both ends of the HTTP binding use it: the server signs each event's message, the client parses each strictly.
 """
@@ -13,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from mcps.core.errors import ErrorCode, McpsError
+
 __all__ = ["SseRewriter"]
 
 _EVENT_END: Final = b"\r\n"
 
-Rewrite = Callable[[str | None], str | None]
-"""Called with an event's data (``None`` for an event over the size limit); returns new data or ``None`` to drop."""
+Rewrite = Callable[[str | McpsError], str | None]
+"""Called with an event's data, or with the refusal of an event that cannot be read (over the size limit:
+MCPS-018; data not UTF-8: MCPS-019); returns the data to send instead, or ``None`` to drop the event."""
 
 
 class SseRewriter:
@@ -84,7 +89,7 @@ class SseRewriter:
         lines, oversize = self._lines, self._oversize
         self._lines, self._size, self._oversize = [], 0, False
         if oversize:
-            data = self._rewrite(None)
+            data = self._rewrite(McpsError(ErrorCode.MESSAGE_TOO_LARGE, detail="SSE event over the size limit"))
             return b"" if data is None else _encode([], data)
         return self._event(lines)
 
@@ -92,19 +97,24 @@ class SseRewriter:
         data_lines = [line for line in lines if line == b"data" or line.startswith(b"data:")]
         if not data_lines:
             return _EVENT_END.join(lines) + _EVENT_END * 2 if lines else b""
-        data = "\n".join(_field_value(line) for line in data_lines)
+        others = [line for line in lines if not (line == b"data" or line.startswith(b"data:"))]
+        try:  # strictly: a multi-byte sequence never holds a line end, so each line decodes on its own
+            data = "\n".join(_field_value(line) for line in data_lines)
+        except UnicodeDecodeError as exc:
+            refused = McpsError(ErrorCode.MALFORMED_JSON, "message is not UTF-8", detail=f"SSE data: {exc.reason}")
+            rewritten = self._rewrite(refused)
+            return b"" if rewritten is None else _encode(others, rewritten)
         if not data:
             return _EVENT_END.join(lines) + _EVENT_END * 2
         rewritten = self._rewrite(data)
         if rewritten is None:
             return b""
-        others = [line for line in lines if not (line == b"data" or line.startswith(b"data:"))]
         return _encode(others, rewritten)
 
 
 def _field_value(line: bytes) -> str:
     _, _, value = line.partition(b":")
-    return value.removeprefix(b" ").decode("utf-8", errors="replace")
+    return value.removeprefix(b" ").decode("utf-8")
 
 
 def _encode(others: list[bytes], data: str) -> bytes:
