@@ -51,7 +51,7 @@ from mcps.core.keys import PrivateKey, load_public_jwk
 from mcps.core.strict import Limits, parse_message
 from mcps.core.tools import parse_lockfile, sign_tool
 from mcps.identity.anchors import TrustAnchor, TrustAnchors
-from mcps.identity.chains import verify_chain
+from mcps.identity.chains import _verify_chain as verify_chain  # the private primitive on its own
 from mcps.identity.grants import GrantVerifier, mint_grant
 from mcps.identity.jws import parse_compact
 from mcps.identity.levels import TrustLevel

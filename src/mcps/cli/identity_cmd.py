@@ -211,8 +211,7 @@ async def _verify_passport(args: argparse.Namespace) -> VerifiedAgent:
     )
     try:
         now = time.time()
-        key = resolver.verify_passport(leaf, chain or None, now=now)
-        await resolver.check_revocation(key, now=now)
+        key = await resolver.verify_passport(leaf, chain or None, now=now)  # revocation included
     except McpsError as exc:
         raise Refused(exc) from exc
     finally:
