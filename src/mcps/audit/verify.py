@@ -7,7 +7,8 @@
 kind            what was found
 ==============  =================================================================================================
 modified        an entry's bytes do not hash to its stored leaf, to the next entry's ``prev``, or (with every
-                row rewritten consistently) to the signed root of the batch that holds it; or it is not an entry
+                row rewritten consistently) to the signed root of the batch that holds it; or they are not
+                exactly the JCS of an entry (SPEC §8.1), which no evidence could prove
 deleted         an index is missing: a gap in the rows, or an entry whose ``index`` is ahead of its position
 reordered       like *deleted*, but the missing entry appears later in the log
 inserted        an entry claims an index already taken, or entries exist that no checkpoint covers (not even one
@@ -37,7 +38,7 @@ from typing import Any, Final, Protocol
 
 from mcps.audit.checkpoint import Checkpoint, NoteSignedByAnotherKey, open_checkpoint
 from mcps.audit.entry import parse_entry
-from mcps.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
+from mcps.audit.merkle import EMPTY_ROOT, CompactRange, leaf_hash
 from mcps.core.encoding import b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PublicKey
@@ -46,6 +47,7 @@ __all__ = ["AuditLogDefect", "Defect", "DefectKind", "LogSource", "VerifiedLog",
 
 LOOKAHEAD: Final = 10_000
 """How far ahead a missing index is searched for, to tell *reordered* from *deleted*."""
+_BINARY: Final = (bytes, memoryview)
 
 
 class DefectKind(enum.StrEnum):
@@ -137,7 +139,7 @@ def _open_checkpoints(rows: list[tuple[Any, Any]], key: PublicKey, origin: str) 
 def _find_index(rows: Iterator[tuple[Any, Any, Any]], wanted: int) -> bool:
     for _, _, data in itertools.islice(rows, LOOKAHEAD):
         try:
-            if isinstance(data, bytes | memoryview) and parse_entry(bytes(data))["index"] == wanted:
+            if isinstance(data, _BINARY) and parse_entry(bytes(data))["index"] == wanted:
                 return True
         except ValueError:
             continue
@@ -158,7 +160,7 @@ def _scan(
 ) -> tuple[int, bytes, bytes | None, Defect | None]:
     """Walk the rows; return ``(entries, root, root at size probe, first defect or None)``."""
     tree = CompactRange()
-    prev: bytes | None = None
+    expected_prev: str | None = None  # b64u of the previous entry's leaf
     pos = 0
     batch_start = 0
     probed = EMPTY_ROOT if probe == 0 else None
@@ -173,9 +175,9 @@ def _scan(
                 probed,
                 _missing(pos, itertools.chain([(idx, stored_leaf, raw)], rows), f"row {idx} follows"),
             )
-        if not isinstance(raw, bytes | memoryview) or not isinstance(stored_leaf, bytes | memoryview):
+        if not isinstance(raw, _BINARY) or not isinstance(stored_leaf, _BINARY):
             return pos, tree.root(), probed, Defect(pos, DefectKind.MODIFIED, "stored entry or leaf is not binary")
-        data = bytes(raw)
+        data = raw if type(raw) is bytes else bytes(raw)
         leaf = leaf_hash(data)
         try:
             entry = parse_entry(data)
@@ -191,7 +193,6 @@ def _scan(
                 return pos, tree.root(), probed, Defect(pos, DefectKind.INSERTED, detail)
             detail = f"the entry at position {pos} claims index {claimed}: {back} entries inserted before it"
             return pos, tree.root(), probed, Defect(claimed, DefectKind.INSERTED, detail)
-        expected_prev = None if prev is None else b64u_encode(prev)
         if entry["prev"] != expected_prev:
             bad = max(pos - 1, 0)
             return (
@@ -200,16 +201,16 @@ def _scan(
                 probed,
                 Defect(bad, DefectKind.MODIFIED, f"entry {pos}'s prev is not the leaf of entry {bad}"),
             )
-        if bytes(stored_leaf) != leaf or len(leaf) != HASH_SIZE:
+        if stored_leaf != leaf:  # a memoryview compares by content
             return (
                 pos,
                 tree.root(),
                 probed,
                 Defect(pos, DefectKind.MODIFIED, "entry bytes do not hash to the stored leaf"),
             )
-        tree.append(leaf)
+        tree.push(leaf)
         recent.append(leaf)
-        prev = leaf
+        expected_prev = b64u_encode(leaf)
         pos += 1
         if pos == probe:
             probed = tree.root()

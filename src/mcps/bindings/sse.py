@@ -1,11 +1,13 @@
 """Server-sent events (WHATWG HTML §9.2) as Streamable HTTP uses them: one JSON-RPC message per event's data.
 
-:class:`SseReader` splits a byte stream into events at blank lines however the stream is chunked; each event is
-bounded by ``max_bytes`` while reading (a longer one is discarded up to its end and reported as oversize, never
-buffered whole). :func:`encode_event` writes an event back with new data. :class:`SseRewriter` joins the two for
-a synchronous rewrite: it hands each event's data to a function that returns the data to send instead (or
-``None`` to drop the event). Events without data (keep-alive comments, resumability priming events) pass
-unchanged.
+:class:`SseReader` splits a byte stream into events at blank lines however the stream is chunked. Each event is
+bounded by ``max_bytes`` while reading: a longer one is discarded up to its end and reported (MCPS-018), never
+buffered whole. Its data must be UTF-8: WHATWG decodes with replacement (an invalid byte becomes U+FFFD), which
+would hand on a message other than the one sent, so an event whose data is not UTF-8 is reported instead
+(MCPS-019). Events without data (keep-alive comments, resumability priming events) pass unchanged.
+:func:`encode_event` writes an event back with new data; :class:`SseRewriter` joins the two for a synchronous
+rewrite, handing each event's data (or its refusal) to a function that returns the data to send instead (or
+``None`` to drop the event).
 
 Both ends of the HTTP binding use it (the server signs each event's message, the client parses each strictly),
 and so does the gateway, which rewrites events asynchronously through :class:`SseReader` directly.
@@ -17,12 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from mcps.core.errors import ErrorCode, McpsError
+
 __all__ = ["SseEvent", "SseReader", "SseRewriter", "encode_event"]
 
 _EVENT_END: Final = b"\r\n"
 
-Rewrite = Callable[[str | None], str | None]
-"""Called with an event's data (``None`` for an event over the size limit); returns new data or ``None`` to drop."""
+Rewrite = Callable[[str | McpsError], str | None]
+"""Called with an event's data, or with the refusal of an event that cannot be read (over the size limit:
+MCPS-018; data not UTF-8: MCPS-019); returns the data to send instead, or ``None`` to drop the event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +35,14 @@ class SseEvent:
     """One event: its lines other than ``data`` (``event:``, ``id:``, ``retry:``, comments) and its data.
 
     ``data`` is ``None`` for an event with no data (or empty data): it carries no message and passes as it came
-    (``raw``). ``oversize`` marks an event discarded for exceeding the limit (no fields, no data).
+    (``raw``). ``error`` is set, and ``data`` is ``None``, for an event that cannot be read: over the size limit
+    (MCPS-018, no fields kept) or with data that is not UTF-8 (MCPS-019).
     """
 
     fields: tuple[bytes, ...]
     data: str | None
     raw: bytes = b""
-    oversize: bool = False
+    error: McpsError | None = None
 
 
 class SseReader:
@@ -101,7 +107,8 @@ class SseReader:
         lines, oversize = self._lines, self._oversize
         self._lines, self._size, self._oversize = [], 0, False
         if oversize:
-            events.append(SseEvent((), None, oversize=True))
+            too_large = McpsError(ErrorCode.MESSAGE_TOO_LARGE, detail="SSE event over the size limit")
+            events.append(SseEvent((), None, error=too_large))
         elif lines:
             events.append(_event(lines))
 
@@ -109,14 +116,20 @@ class SseReader:
 def _event(lines: list[bytes]) -> SseEvent:
     data_lines = [line for line in lines if line == b"data" or line.startswith(b"data:")]
     raw = _EVENT_END.join(lines) + _EVENT_END * 2
-    data = "\n".join(_field_value(line) for line in data_lines) if data_lines else ""
     others = tuple(line for line in lines if not (line == b"data" or line.startswith(b"data:")))
+    if not data_lines:
+        return SseEvent(others, None, raw)
+    try:  # strictly: a multi-byte sequence never holds a line end, so each line decodes on its own
+        data = "\n".join(_field_value(line) for line in data_lines)
+    except UnicodeDecodeError as exc:
+        refused = McpsError(ErrorCode.MALFORMED_JSON, "message is not UTF-8", detail=f"SSE data: {exc.reason}")
+        return SseEvent(others, None, raw, error=refused)
     return SseEvent(others, data or None, raw)
 
 
 def _field_value(line: bytes) -> str:
     _, _, value = line.partition(b":")
-    return value.removeprefix(b" ").decode("utf-8", errors="replace")
+    return value.removeprefix(b" ").decode("utf-8")
 
 
 def encode_event(fields: tuple[bytes, ...], data: str) -> bytes:
@@ -141,9 +154,9 @@ class SseRewriter:
         return b"".join(self._out(event) for event in self._reader.close())
 
     def _out(self, event: SseEvent) -> bytes:
-        if event.oversize:
-            data = self._rewrite(None)
-            return b"" if data is None else encode_event((), data)
+        if event.error is not None:
+            rewritten = self._rewrite(event.error)
+            return b"" if rewritten is None else encode_event(event.fields, rewritten)
         if event.data is None:
             return event.raw
         rewritten = self._rewrite(event.data)

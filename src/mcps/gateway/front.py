@@ -304,8 +304,8 @@ class _RelayingSend:
         self._ended = True
 
     async def _event(self, event: Any) -> bytes:
-        if event.oversize:
-            return await self._unanswered_event(McpsError(ErrorCode.MESSAGE_TOO_LARGE, detail="upstream SSE event"))
+        if event.error is not None:  # over the size limit (MCPS-018) or not UTF-8 (MCPS-019)
+            return await self._unanswered_event(event.error)
         if event.data is None:
             return bytes(event.raw)
         released = await self._relay_raw(event.data.encode("utf-8"))

@@ -198,7 +198,8 @@ class RequestVerifier:
             if self._passports is None:
                 raise McpsError(ErrorCode.UNKNOWN_KEY, "passport issuer is not trusted", detail="no passport anchors")
             token, chain = passport
-            agent_key = self._passports.verify_passport(token, chain or None, now=now)
+            # Step 7 only (path and level); revocation is this recipe's own later step, after the nonce, as in §5.
+            agent_key = self._passports._verify_path(token, chain or None, now=now)
             agent = agent_key.agent
             principal = Principal.from_agent(agent, agent_key.kid)
             caller = self._caller(principal, agent_key.kid, "passport", fmt)
