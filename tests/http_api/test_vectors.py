@@ -42,7 +42,7 @@ async def run_request(vector: dict[str, Any], verifier: RequestVerifier, now: fl
     signature = parse_request_signature(headers)
     if signature is None:
         raise McpsError.__new__(McpsError)  # pragma: no cover - every vector carries a signature
-    authenticated = verifier.authenticate(signature, view, host=headers["host"][0], algorithms=frozenset(), now=now)
+    authenticated = verifier._authenticate(signature, view, host=headers["host"][0], algorithms=frozenset(), now=now)
     body = request["body"].encode("utf-8")
     check_content_digest(", ".join(headers.get("content-digest", [])) or None, hashlib.sha256(body).digest())
     caller = await verifier.admit(authenticated, now=now)

@@ -162,7 +162,7 @@ class AgentTrustMiddleware:
                 raise _Refusal(McpsError(ErrorCode.MESSAGE_TOO_LARGE, "request body is too large"))
             host = headers.get("host", [None])[0]
             try:
-                authenticated = self.verifier.authenticate(
+                authenticated = self.verifier._authenticate(
                     signature, view, host=host, algorithms=operation.algorithms, now=now
                 )
                 body = await self._read_body(receive)

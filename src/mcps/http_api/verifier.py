@@ -158,7 +158,7 @@ class RequestVerifier:
     def target_uri(self, raw_path: str) -> str:
         return f"{self.security.origin}{raw_path}"
 
-    def authenticate(
+    def _authenticate(
         self,
         signature: UnverifiedRequestSignature,
         view: MessageView,
