@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run = commands.add_parser("run", help="serve the gateway", description="Serve the gateway until interrupted.")
     run.add_argument("--config", required=True, type=Path, metavar="FILE", help="the gateway's TOML configuration")
     run.add_argument("--port", type=int, help="listen on this port instead of the configured one (0: any free port)")
+    run.add_argument(
+        "--stdio",
+        metavar="UPSTREAM",
+        help="serve this upstream on stdin/stdout (for clients that start a command) instead of listening",
+    )
     run.set_defaults(handler=_run)
 
     check = commands.add_parser(
@@ -95,11 +100,20 @@ def _run(args: argparse.Namespace) -> int:
     from mcps.gateway.runtime import Gateway  # noqa: PLC0415
 
     config = _load(args.config)
+    if args.stdio is not None and args.stdio not in config.upstreams:
+        raise UsageError(f"no upstream named {args.stdio!r} in {args.config}")
+    # Logs go to stderr: with --stdio, stdout carries MCP.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def serve() -> None:
         gateway = await Gateway.open(config)
         try:
+            if args.stdio is not None:
+                from mcps.gateway.stdio_front import bridge_stdio, serving_on_loopback  # noqa: PLC0415
+
+                async with serving_on_loopback(gateway.front) as port:
+                    await bridge_stdio(f"http://127.0.0.1:{port}/mcp/{args.stdio}", gateway.relay.limits)
+                return
             port = config.port if args.port is None else args.port
             server = uvicorn.Server(
                 uvicorn.Config(gateway.front, host=config.host, port=port, lifespan="on", log_level="warning")
