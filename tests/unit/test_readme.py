@@ -10,6 +10,8 @@ directory offers), with this environment's ``mcps`` and ``python`` first on ``PA
 * ```` ```python ```` — saved to a file and run with this interpreter; it must exit 0.
 * ```` ```json ```` — must parse. Any block with ``file=NAME`` in its info string (e.g. ```` ```yaml file=gw.yaml ````)
   is written to ``NAME`` in the directory before the blocks after it run.
+* The gateway examples' port, ``18787``, is replaced in shell blocks by a free port, so concurrent runs never
+  collide; nothing else is changed.
 * ``no-run`` in the info string (```` ```sh no-run ````) marks a block that cannot run here (``pip install``,
   ``make test`` itself). It must be rare: at most :data:`MAX_NOT_RUN` of them.
 
@@ -36,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 SHELLS = frozenset({"sh", "bash", "shell"})
 MAX_NOT_RUN = 3
+GATEWAY_PORT = "18787"
+"""The port the README's gateway examples use; the test runs them on a free port instead (the same everywhere)."""
 BLOCK_TIMEOUT = 120
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _EXPECTED_CODE = re.compile(r"\|\|.*#.*?\b(MCPS-\d{3})\b")
@@ -140,6 +144,7 @@ def test_every_block_runs_as_shown(tmp_path: Path) -> None:
         "NO_COLOR": "1",
         "COLUMNS": "200",
     }
+    gateway_port = str(_free_port())  # the README's gateway listens on 18787: here a free port, so runs never collide
     ran = 0
     for block in BLOCKS:
         if block.file is not None:
@@ -148,7 +153,8 @@ def test_every_block_runs_as_shown(tmp_path: Path) -> None:
         if not block.runs:
             continue
         if block.language in SHELLS:
-            stdout, stderr = _run(block, ["bash", "-e", "-o", "pipefail", "-c", block.code], work, env, logs)
+            code = block.code.replace(GATEWAY_PORT, gateway_port)
+            stdout, stderr = _run(block, ["bash", "-e", "-o", "pipefail", "-c", code], work, env, logs)
             for code in _EXPECTED_CODE.findall(block.code):
                 assert code in stderr, f"{block}: a line expects {code}, stderr has:\n{stderr}"
         elif block.language == "python":
