@@ -177,7 +177,9 @@ def test_fast_path_agrees_on_arbitrary_bytes(raw: bytes) -> None:
 
 _ANY_PLAIN = st.recursive(
     st.one_of(st.none(), st.booleans(), _SMALL_INTEGERS, st.text(alphabet=_CHARS, max_size=8)),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet=_CHARS, max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet=_CHARS, max_size=6), inner, max_size=4)
+    ),
     max_leaves=16,
 )
 
