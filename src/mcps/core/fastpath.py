@@ -55,9 +55,9 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from mcps.core.strict import DEFAULT_LIMITS, Limits
+from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
 
-__all__ = ["parse_fast"]
+__all__ = ["parse", "parse_fast"]
 
 _JCS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _BACKSLASH: Final = b"\\"
@@ -102,3 +102,10 @@ def parse_fast(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | 
     if canonical.count(_COLON) != raw.count(_COLON):  # P7
         return None
     return value
+
+
+def parse(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """:func:`~mcps.core.strict.parse_message`, by the fast path when it applies: the same object, or the same
+    :class:`~mcps.core.errors.McpsError`."""
+    message = parse_fast(raw, limits)
+    return parse_message(raw, limits) if message is None else message
