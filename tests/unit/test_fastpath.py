@@ -251,3 +251,18 @@ def test_the_fast_path_declines_what_the_strict_path_refuses(name: str, raw: byt
 def test_the_fast_path_leaves_accepted_outliers_to_the_strict_path(raw: bytes) -> None:
     assert parse_fast(raw) is None
     parse_message(raw)
+
+
+def _at_depth(depth: int, call: Any) -> Any:
+    return call() if depth == 0 else _at_depth(depth - 1, call)
+
+
+@pytest.mark.parametrize("depth", [0, 20, 60, 120])
+def test_a_malformed_input_nested_near_the_recursion_limit_is_no_fast_path_finding(depth: int) -> None:
+    """Found by the differential fuzzer's first harness: for bytes that are both malformed and nested ~1000 deep,
+    CPython's decoder reports whichever defect it meets first at the current stack depth (MCPS-019 or MCPS-023).
+    The fast path declines such input (P4), so the verifier runs the strict parser on both sides of the comparison;
+    the harness compares verifier outcomes only where the fast path took the message."""
+    raw = b'{"a":' + b"[" * 990 + b"1 2" + b"]" * 990 + b"}"
+    assert parse_fast(raw) is None
+    _at_depth(depth, lambda: targets.fastpath_differential(raw))
