@@ -28,16 +28,22 @@ defect, never as a crash.
 
 from __future__ import annotations
 
+import binascii
 import collections
 import enum
+import hashlib
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+import msgspec
+import orjson
+
 from mcps.audit.checkpoint import Checkpoint, NoteSignedByAnotherKey, open_checkpoint
-from mcps.audit.entry import parse_entry
-from mcps.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
+from mcps.audit.entry import ENTRY_VERSION, parse_entry
+from mcps.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash, node_hash
 from mcps.core.encoding import b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PublicKey
@@ -150,79 +156,225 @@ def _missing(pos: int, rows: Iterator[tuple[Any, Any, Any]], why: str) -> Defect
     return Defect(pos, DefectKind.DELETED, f"entry {pos} is missing ({why})")
 
 
+@dataclass(slots=True)
+class _Walk:
+    """Where the walk over the rows stands: what the per-row loop and the chunked fast path both update."""
+
+    tree: CompactRange
+    prev: bytes | None
+    pos: int
+    batch_start: int
+    probed: bytes | None
+    recent: collections.deque[bytes]
+
+
 def _scan(
     rows: Iterator[tuple[Any, Any, Any]],
     targets: dict[int, bytes],
     probe: int | None,
     progress: Callable[[int], None] | None,
 ) -> tuple[int, bytes, bytes | None, Defect | None]:
-    """Walk the rows; return ``(entries, root, root at size probe, first defect or None)``."""
-    tree = CompactRange()
-    prev: bytes | None = None
-    pos = 0
-    batch_start = 0
-    probed = EMPTY_ROOT if probe == 0 else None
-    recent: collections.deque[bytes] = collections.deque(maxlen=LOOKAHEAD)
+    """Walk the rows; return ``(entries, root, root at size probe, first defect or None)``.
+
+    Rows are taken in chunks of :data:`CHUNK`. A chunk in which every row passes :func:`_chunk_is_plain` (the
+    common case: canonical entries in order, each hashing to its stored leaf and chaining to the one before) is
+    folded into the tree at once by :func:`_fold_chunk`; any other chunk goes through :func:`_scan_rows`, the row by
+    row walk, which decides and names the first defect. The fast path only ever accepts rows that ``_scan_rows``
+    accepts, with the same result (see ``_chunk_is_plain``), so the outcome is the same either way.
+    """
+    walk = _Walk(CompactRange(), None, 0, 0, EMPTY_ROOT if probe == 0 else None, collections.deque(maxlen=LOOKAHEAD))
     if 0 in targets and targets[0] != EMPTY_ROOT:
         return 0, EMPTY_ROOT, None, Defect(0, DefectKind.MODIFIED, "the size-0 checkpoint does not hold the empty root")
-    for idx, stored_leaf, raw in rows:
-        if idx != pos:
-            return (
-                pos,
-                tree.root(),
-                probed,
-                _missing(pos, itertools.chain([(idx, stored_leaf, raw)], rows), f"row {idx} follows"),
+    while chunk := list(itertools.islice(rows, CHUNK)):
+        leaves = _chunk_is_plain(chunk, walk)
+        if leaves is not None:
+            found = _fold_chunk(walk, leaves, targets, probe, progress)
+        else:
+            found = _scan_rows(
+                walk, itertools.chain(chunk, rows), len(chunk), targets=targets, probe=probe, progress=progress
             )
+        if found is not None:
+            return walk.pos, walk.tree.root(), walk.probed, found
+    if progress is not None:
+        progress(walk.pos)
+    return walk.pos, walk.tree.root(), walk.probed, None
+
+
+CHUNK: Final = 4096
+"""Rows taken at a time by the chunked fast path of :func:`_scan`."""
+_LEAF_PREFIX: Final = hashlib.sha256(b"\x00")
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+
+
+def _no_floats(_text: str) -> Any:
+    raise ValueError("a float: the row-by-row walk decides")
+
+
+_ENTRY_DECODER: Final = msgspec.json.Decoder(float_hook=_no_floats)
+_JCS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def _chunk_is_plain(chunk: list[tuple[Any, Any, Any]], walk: _Walk) -> list[bytes] | None:
+    """The leaf hashes of ``chunk`` when every row is what :func:`_scan_rows` accepts without a second look, else
+    ``None``. Each row must be at its position, binary, exactly the canonical form its bytes hold (msgspec reads it
+    with no float, orjson writes it back byte for byte: for float-free values that is JCS, ASCII or not, as no key
+    of an entry sorts differently in UTF-16, see below), an object whose ``v`` is 1 and whose ``index``, ``time``
+    are integers (not booleans), ``index`` its position, ``prev`` the b64u leaf of the row before, and its leaf the
+    stored one. Such bytes are JSON that ``parse_entry`` reads to the same members, so ``_scan_rows`` would accept
+    every row and leave the walk where :func:`_fold_chunk` leaves it. A row with a character above U+FFFF (where
+    JCS's UTF-16 key order and orjson's code-point order may differ) is left to ``_scan_rows``.
+    """
+    start = walk.pos
+    if [row[0] for row in chunk] != list(range(start, start + len(chunk))):
+        return None
+    raws = [row[2] for row in chunk]
+    if any(type(raw) is not bytes or type(row[1]) is not bytes for raw, row in zip(raws, chunk, strict=True)):
+        return None
+    leaves = []
+    for raw in raws:
+        digest = _LEAF_PREFIX.copy()
+        digest.update(raw)
+        leaves.append(digest.digest())
+    if [row[1] for row in chunk] != leaves:
+        return None
+    try:
+        entries = [_ENTRY_DECODER.decode(raw) for raw in raws]
+        if [orjson.dumps(entry, option=_JCS) for entry in entries] != raws:
+            return None
+        if [entry["index"] for entry in entries] != list(range(start, start + len(chunk))):
+            return None
+        heads = [(type(entry["v"]), entry["v"], type(entry["time"]), type(entry["index"])) for entry in entries]
+        prevs = [entry["prev"] for entry in entries]
+    except (msgspec.MsgspecError, orjson.JSONEncodeError, KeyError, TypeError, ValueError):
+        return None
+    if any(head != (int, ENTRY_VERSION, int, int) for head in heads):
+        return None
+    expected = [None if walk.prev is None else _b64u(walk.prev), *(_b64u(leaf) for leaf in leaves[:-1])]
+    if prevs != expected:
+        return None
+    if not all(raw.isascii() for raw in raws) and any(_ASTRAL_UTF8.search(raw) for raw in raws):
+        return None
+    return leaves
+
+
+def _b64u(leaf: bytes) -> str:
+    return binascii.b2a_base64(leaf, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
+
+
+_ASTRAL_UTF8: Final = re.compile(rb"[\xf0-\xf4]")
+
+
+def _fold_chunk(
+    walk: _Walk,
+    leaves: list[bytes],
+    targets: dict[int, bytes],
+    probe: int | None,
+    progress: Callable[[int], None] | None,
+) -> Defect | None:
+    """Append ``leaves`` (rows that passed :func:`_chunk_is_plain`) to the tree in aligned blocks, checking the
+    signed root at every checkpoint size inside the chunk, taking the root at ``probe`` and reporting progress, in
+    the order :func:`_scan_rows` does row by row."""
+    start = walk.pos
+    end = start + len(leaves)
+    stops = {size for size in targets if start < size <= end} | {end}
+    if probe is not None and start < probe <= end:
+        stops.add(probe)
+    done = start
+    for stop in sorted(stops):
+        if progress is not None:
+            for mark in range(done // 10_000 * 10_000 + 10_000, stop, 10_000):
+                progress(mark)
+        _extend(walk.tree, leaves[done - start : stop - start])
+        done = walk.pos = stop
+        if stop == probe:
+            walk.probed = walk.tree.root()
+        if stop in targets:
+            if walk.tree.root() != targets[stop]:
+                detail = f"entries {walk.batch_start}..{stop - 1} do not hash to the signed root at size {stop}"
+                return Defect(walk.batch_start, DefectKind.MODIFIED, detail)
+            walk.batch_start = stop
+        if progress is not None and stop % 10_000 == 0:
+            progress(stop)
+    walk.recent.extend(leaves)
+    walk.prev = leaves[-1]
+    return None
+
+
+def _extend(tree: CompactRange, leaves: list[bytes]) -> None:
+    """Append ``leaves`` to ``tree``: each aligned block of 2^k leaves hashed level by level, then merged into the
+    frontier at level k (the same hashes :meth:`CompactRange.append` computes one leaf at a time)."""
+    done = 0
+    while done < len(leaves):
+        size = tree.size
+        block = 1 << min((size & -size).bit_length() - 1 if size else 62, (len(leaves) - done).bit_length() - 1)
+        level = leaves[done : done + block]
+        while len(level) > 1:
+            pairs = iter(level)
+            level = [node_hash(left, right) for left, right in zip(pairs, pairs, strict=False)]
+        h = level[0]
+        n = size // block
+        hashes = tree.hashes
+        while n & 1:
+            h = node_hash(hashes.pop(), h)
+            n >>= 1
+        hashes.append(h)
+        tree.size = size + block
+        done += block
+
+
+def _scan_rows(
+    walk: _Walk,
+    rows: Iterator[tuple[Any, Any, Any]],
+    limit: int,
+    *,
+    targets: dict[int, bytes],
+    probe: int | None,
+    progress: Callable[[int], None] | None,
+) -> Defect | None:
+    """The row-by-row walk over at most ``limit`` rows of ``rows``: the judge of every row, naming the first defect.
+    (On a defect it may read further rows of ``rows`` to tell *reordered* from *deleted*.)"""
+    tree, recent = walk.tree, walk.recent
+    for idx, stored_leaf, raw in itertools.islice(rows, limit):
+        pos = walk.pos
+        if idx != pos:
+            return _missing(pos, itertools.chain([(idx, stored_leaf, raw)], rows), f"row {idx} follows")
         if not isinstance(raw, bytes | memoryview) or not isinstance(stored_leaf, bytes | memoryview):
-            return pos, tree.root(), probed, Defect(pos, DefectKind.MODIFIED, "stored entry or leaf is not binary")
+            return Defect(pos, DefectKind.MODIFIED, "stored entry or leaf is not binary")
         data = bytes(raw)
         leaf = leaf_hash(data)
         try:
             entry = parse_entry(data)
         except ValueError as exc:
-            return pos, tree.root(), probed, Defect(pos, DefectKind.MODIFIED, f"stored bytes are not an entry: {exc}")
+            return Defect(pos, DefectKind.MODIFIED, f"stored bytes are not an entry: {exc}")
         claimed = entry["index"]
         if claimed > pos:
-            return pos, tree.root(), probed, _missing(pos, rows, f"the entry at position {pos} claims index {claimed}")
+            return _missing(pos, rows, f"the entry at position {pos} claims index {claimed}")
         if claimed < pos:
             back = pos - claimed
             if back <= len(recent) and recent[-back] == leaf:  # a copy of an earlier entry
-                detail = f"the entry at position {pos} is a copy of entry {claimed}"
-                return pos, tree.root(), probed, Defect(pos, DefectKind.INSERTED, detail)
+                return Defect(pos, DefectKind.INSERTED, f"the entry at position {pos} is a copy of entry {claimed}")
             detail = f"the entry at position {pos} claims index {claimed}: {back} entries inserted before it"
-            return pos, tree.root(), probed, Defect(claimed, DefectKind.INSERTED, detail)
-        expected_prev = None if prev is None else b64u_encode(prev)
+            return Defect(claimed, DefectKind.INSERTED, detail)
+        expected_prev = None if walk.prev is None else b64u_encode(walk.prev)
         if entry["prev"] != expected_prev:
             bad = max(pos - 1, 0)
-            return (
-                pos,
-                tree.root(),
-                probed,
-                Defect(bad, DefectKind.MODIFIED, f"entry {pos}'s prev is not the leaf of entry {bad}"),
-            )
+            return Defect(bad, DefectKind.MODIFIED, f"entry {pos}'s prev is not the leaf of entry {bad}")
         if bytes(stored_leaf) != leaf or len(leaf) != HASH_SIZE:
-            return (
-                pos,
-                tree.root(),
-                probed,
-                Defect(pos, DefectKind.MODIFIED, "entry bytes do not hash to the stored leaf"),
-            )
+            return Defect(pos, DefectKind.MODIFIED, "entry bytes do not hash to the stored leaf")
         tree.append(leaf)
         recent.append(leaf)
-        prev = leaf
-        pos += 1
+        walk.prev = leaf
+        walk.pos = pos = pos + 1
         if pos == probe:
-            probed = tree.root()
+            walk.probed = tree.root()
         if pos in targets:
             if tree.root() != targets[pos]:
-                detail = f"entries {batch_start}..{pos - 1} do not hash to the signed root at size {pos}"
-                return pos, tree.root(), probed, Defect(batch_start, DefectKind.MODIFIED, detail)
-            batch_start = pos
+                detail = f"entries {walk.batch_start}..{pos - 1} do not hash to the signed root at size {pos}"
+                return Defect(walk.batch_start, DefectKind.MODIFIED, detail)
+            walk.batch_start = pos
         if progress is not None and pos % 10_000 == 0:
             progress(pos)
-    if progress is not None:
-        progress(pos)
-    return pos, tree.root(), probed, None
+    return None
 
 
 def verify_log(
