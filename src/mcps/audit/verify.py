@@ -216,13 +216,13 @@ _JCS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 
 def _chunk_is_plain(chunk: list[tuple[Any, Any, Any]], walk: _Walk) -> list[bytes] | None:
     """The leaf hashes of ``chunk`` when every row is what :func:`_scan_rows` accepts without a second look, else
-    ``None``. Each row must be at its position, binary, exactly the canonical form its bytes hold (msgspec reads it
-    with no float, orjson writes it back byte for byte: for float-free values that is JCS, ASCII or not, as no key
-    of an entry sorts differently in UTF-16, see below), an object whose ``v`` is 1 and whose ``index``, ``time``
-    are integers (not booleans), ``index`` its position, ``prev`` the b64u leaf of the row before, and its leaf the
-    stored one. Such bytes are JSON that ``parse_entry`` reads to the same members, so ``_scan_rows`` would accept
-    every row and leave the walk where :func:`_fold_chunk` leaves it. A row with a character above U+FFFF (where
-    JCS's UTF-16 key order and orjson's code-point order may differ) is left to ``_scan_rows``.
+    ``None``. Each row must be at its position, binary, and exactly the bytes orjson writes for what msgspec reads
+    from them (no float; an integer beyond ±(2^53−1) makes orjson refuse), with no character above U+FFFF: for such
+    a value orjson's sorted, compact output is its JCS (see :mod:`mcps.core.canonical`), so the row is the
+    canonical form of a JSON value, which any strict or lenient reader reads to the same members. That value must
+    be an object whose ``v`` is 1 and whose ``index`` and ``time`` are integers (not booleans), ``index`` its
+    position, ``prev`` the b64u leaf of the row before, and the row's leaf hash the stored one. ``_scan_rows`` then
+    accepts every row and leaves the walk where :func:`_fold_chunk` leaves it.
     """
     start = walk.pos
     if [row[0] for row in chunk] != list(range(start, start + len(chunk))):
