@@ -31,8 +31,10 @@ from __future__ import annotations
 import binascii
 import collections
 import enum
+import functools
 import hashlib
 import itertools
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -202,7 +204,6 @@ def _scan(
 
 CHUNK: Final = 4096
 """Rows taken at a time by the chunked fast path of :func:`_scan`."""
-_LEAF_PREFIX: Final = hashlib.sha256(b"\x00")
 _TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
@@ -211,7 +212,11 @@ def _no_floats(_text: str) -> Any:
 
 
 _ENTRY_DECODER: Final = msgspec.json.Decoder(float_hook=_no_floats)
-_JCS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_WRITE_JCS: Final = functools.partial(orjson.dumps, option=orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER)
+_INDEX, _VERSION, _TIME, _PREV = (operator.itemgetter(name) for name in ("index", "v", "time", "prev"))
+_BYTES: Final = {bytes}
+_INT: Final = {int}
+_sha256: Final = hashlib.sha256
 
 
 def _chunk_is_plain(chunk: list[tuple[Any, Any, Any]], walk: _Walk) -> list[bytes] | None:
@@ -225,34 +230,44 @@ def _chunk_is_plain(chunk: list[tuple[Any, Any, Any]], walk: _Walk) -> list[byte
     accepts every row and leaves the walk where :func:`_fold_chunk` leaves it.
     """
     start = walk.pos
-    if [row[0] for row in chunk] != list(range(start, start + len(chunk))):
+    positions = list(range(start, start + len(chunk)))
+    try:
+        indexes, stored, raws = zip(*chunk, strict=True)
+    except ValueError:  # a row that is not three columns: the row walk says what it is
         return None
-    raws = [row[2] for row in chunk]
-    if any(type(raw) is not bytes or type(row[1]) is not bytes for raw, row in zip(raws, chunk, strict=True)):
+    if list(indexes) != positions or set(map(type, raws)) != _BYTES or set(map(type, stored)) != _BYTES:
         return None
-    leaves = []
-    for raw in raws:
-        digest = _LEAF_PREFIX.copy()
-        digest.update(raw)
-        leaves.append(digest.digest())
-    if [row[1] for row in chunk] != leaves:
+    leaves = [_sha256(b"\x00" + raw).digest() for raw in raws]  # leaf_hash, without a call per row
+    if list(stored) != leaves:
+        return None
+    if not all(map(bytes.isascii, raws)) and any(map(_ASTRAL_UTF8.search, raws)):
         return None
     try:
-        entries = [_ENTRY_DECODER.decode(raw) for raw in raws]
-        if [orjson.dumps(entry, option=_JCS) for entry in entries] != raws:
+        entries = list(map(_ENTRY_DECODER.decode, raws))
+        # Compared one by one, each written form dropped at once: holding thousands of orjson outputs alive makes
+        # every further dumps an order of magnitude slower (measured: 0.35 against 4 µs per entry).
+        if not all(map(operator.eq, map(_WRITE_JCS, entries), raws)):
             return None
-        if [entry["index"] for entry in entries] != list(range(start, start + len(chunk))):
+        numbers = list(map(_INDEX, entries))
+        versions = list(map(_VERSION, entries))
+        times = list(map(_TIME, entries))
+        prevs = list(map(_PREV, entries))
+        if numbers != positions or {*map(type, numbers), *map(type, times), *map(type, versions)} != _INT:
             return None
-        heads = [(type(entry["v"]), entry["v"], type(entry["time"]), type(entry["index"])) for entry in entries]
-        prevs = [entry["prev"] for entry in entries]
+        if set(versions) != {ENTRY_VERSION}:
+            return None
+        if prevs[0] != (None if walk.prev is None else _b64u(walk.prev)):
+            return None
+        # prev of every later row: the b64u leaves of the rows before, compared as one string. base64 of
+        # leaf ‖ 0x00 (33 bytes) is the unpadded base64 of the leaf plus one character, so the base64 of all of
+        # them joined is the expected values at a stride of 44; each 44th character becomes a '.', which no
+        # b64u value holds, so equality with the prevs joined by '.' is equality of each with its own.
+        if len(leaves) > 1:
+            expected = bytearray(binascii.b2a_base64(b"\x00".join(leaves[:-1]) + b"\x00", newline=False))
+            expected[43::44] = b"." * (len(leaves) - 1)
+            if ".".join(prevs[1:]) + "." != expected.translate(_TO_URLSAFE).decode("ascii"):
+                return None
     except (msgspec.MsgspecError, orjson.JSONEncodeError, KeyError, TypeError, ValueError):
-        return None
-    if any(head != (int, ENTRY_VERSION, int, int) for head in heads):
-        return None
-    expected = [None if walk.prev is None else _b64u(walk.prev), *(_b64u(leaf) for leaf in leaves[:-1])]
-    if prevs != expected:
-        return None
-    if not all(raw.isascii() for raw in raws) and any(_ASTRAL_UTF8.search(raw) for raw in raws):
         return None
     return leaves
 
@@ -310,7 +325,7 @@ def _extend(tree: CompactRange, leaves: list[bytes]) -> None:
         level = leaves[done : done + block]
         while len(level) > 1:
             pairs = iter(level)
-            level = [node_hash(left, right) for left, right in zip(pairs, pairs, strict=False)]
+            level = [_sha256(b"\x01" + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
         h = level[0]
         n = size // block
         hashes = tree.hashes
