@@ -62,7 +62,18 @@ from mcps.identity.revocation import issue_revocation_list, verify_revocation_li
 from mcps.stores.nonces import MemoryNonceStore
 from mcps.verifier import MessageVerifier
 
-__all__ = ["MAX_LEN", "TARGETS", "Target", "fastpath_differential", "mutate", "run_sync", "strategy"]
+__all__ = [
+    "MAX_LEN",
+    "TARGETS",
+    "Style",
+    "Target",
+    "fastpath_differential",
+    "mutate",
+    "run_sync",
+    "spell",
+    "spelled",
+    "strategy",
+]
 
 NOW = 1_763_683_200
 SERVER_ID = "urn:mcps:fuzz:server"
@@ -340,6 +351,121 @@ def fastpath_differential(data: bytes) -> None:
             raise AssertionError(f"verifier outcome differs: fast {fast_outcome} {got_f}, strict {strict_outcome}")
         if kind_f == "verified" and not (same_value(got_f[0], got_s[0]) and got_f[1:] == got_s[1:]):
             raise AssertionError("verifier accepted another message on the fast path")
+
+
+_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+@dataclass
+class Style:
+    """How one document is spelled: chosen once per document, applied by a seeded ``random.Random``."""
+
+    rnd: random.Random
+    escapes: float  # share of characters written as \u escapes (0 for most documents: the fast path's input)
+    duplicates: float  # chance that an object gets a duplicate member
+    floats: float  # chance that an integer is spelled as a float (1.0, 1e0)
+    spaces: list[str]
+
+
+def _spell_string(text: str, style: Style) -> str:
+    out = []
+    for char in text:
+        point = ord(char)
+        if (point < 0x20 and char not in _SHORT) or style.rnd.random() < style.escapes:
+            if point > 0xFFFF:  # a surrogate pair
+                high, low = 0xD800 + ((point - 0x10000) >> 10), 0xDC00 + ((point - 0x10000) & 0x3FF)
+                out.append(f"\\u{high:04x}\\u{low:04X}")
+            else:
+                out.append(f"\\u{point:04x}" if style.rnd.random() < 0.5 else f"\\u{point:04X}")
+        elif char in _SHORT:
+            out.append(_SHORT[char])
+        elif char == "/" and style.rnd.random() < 0.5:
+            out.append("\\/")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def spell(node: Any, style: Style) -> str:
+    space = style.rnd.choice(style.spaces)
+    kind = type(node)
+    if kind is dict:
+        members = list(node.items())
+        if members and style.rnd.random() < style.duplicates:  # a duplicate member, anywhere
+            name, value = style.rnd.choice(members)
+            members.insert(style.rnd.randint(0, len(members)), (name, style.rnd.choice([value, 1, "x:y", None])))
+        body = ",".join(f"{space}{_spell_string(name, style)}{space}:{spell(value, style)}" for name, value in members)
+        return "{" + body + space + "}"
+    if kind is list:
+        return "[" + ",".join(space + spell(item, style) for item in node) + space + "]"
+    if kind is str:
+        return _spell_string(node, style)
+    if node is True or node is False or node is None:
+        return json.dumps(node)
+    if kind is int:
+        if style.rnd.random() < style.floats:
+            return style.rnd.choice([f"{node}.0", f"{node}e0", f"{node}E+0"])
+        return str(node)
+    return repr(node) if style.rnd.random() < 0.5 else f"{node:.17e}"
+
+
+_TEXT_PIECES = [
+    "a", "b", "name", ":", "::", '"', "\\", "/", "\n", "\t", "\b", "\x01", "\x1f", " ", "é", "€", "\uffff",
+    "😀", "\ud800", "x:y",
+]  # fmt: skip
+
+
+def _random_value(rnd: random.Random, depth: int = 0) -> Any:
+    """A JSON value for :func:`spelled`: text from pieces that matter to the fast path, numbers near its limits."""
+    roll = rnd.random()
+    if depth < 3 and roll < 0.25:
+        return {_random_text(rnd): _random_value(rnd, depth + 1) for _ in range(rnd.randint(0, 4))}
+    if depth < 3 and roll < 0.4:
+        return [_random_value(rnd, depth + 1) for _ in range(rnd.randint(0, 4))]
+    return rnd.choice(
+        [
+            None,
+            True,
+            False,
+            rnd.randint(-1000, 1000),
+            rnd.choice([2**53 - 1, -(2**53) + 1, 2**53, 2**64 + 1]),
+            rnd.choice([0.5, 1e-7, 1e16, 100.0, -0.0]),
+            _random_text(rnd),
+            _random_text(rnd),
+        ]
+    )
+
+
+def _random_text(rnd: random.Random) -> str:
+    pieces = _TEXT_PIECES if rnd.random() < 0.2 else _TEXT_PIECES[:12]
+    return "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 5)))
+
+
+def spelled(data: bytes) -> bytes:
+    """A message chosen and spelled by ``data`` (as a random seed): a signed request with random arguments (so that
+    verification reaches the signature) or a seed message, written by :func:`spell` with duplicate members,
+    ``\\u`` escapes, integers as floats and whitespace at rates drawn per document, and sometimes mutated bytewise."""
+    rnd = random.Random(hashlib.sha256(data).digest())  # noqa: S311 - test data chosen by the fuzzer
+    value: Any
+    try:
+        value = _signed(_call(arguments={_random_text(rnd): _random_value(rnd) for _ in range(rnd.randint(0, 4))}))
+    except McpsError:  # a lone surrogate or a number the signer refuses: spelled unsigned
+        value = _call(arguments=_random_value(rnd))
+    style = Style(
+        rnd=rnd,
+        escapes=rnd.choice([0.0, 0.0, 0.0, 0.02, 0.3]),
+        duplicates=rnd.choice([0.0, 0.0, 0.0, 0.05, 0.3]),
+        floats=rnd.choice([0.0, 0.0, 0.1]),
+        spaces=rnd.choice([[""], ["", " "], ["\n", "\t", "\r\n ", ""]]),
+    )
+    raw = spell(value, style).encode("utf-8", "surrogatepass")
+    return mutate(raw, rnd, FASTPATH_TOKENS, MESSAGE_SEEDS) if rnd.random() < 0.1 else raw
+
+
+def _fastpath(data: bytes) -> None:
+    """The ``fastpath`` target: the input as it is, and the message it spells (:func:`spelled`), each judged."""
+    fastpath_differential(data)
+    fastpath_differential(spelled(data))
 
 
 def _fastpath_seeds() -> list[bytes]:
@@ -737,7 +863,7 @@ TARGETS: dict[str, Target] = {
     for target in [
         Target("strict", _strict, MESSAGE_SEEDS, dictionary=JSON_TOKENS),
         Target("envelope", _envelope, MESSAGE_SEEDS, dictionary=JSON_TOKENS),
-        Target("fastpath", fastpath_differential, _fastpath_seeds(), dictionary=FASTPATH_TOKENS),
+        Target("fastpath", _fastpath, _fastpath_seeds(), dictionary=FASTPATH_TOKENS),
         Target(
             "stdio",
             _stdio,

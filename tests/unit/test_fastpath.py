@@ -17,7 +17,6 @@ import importlib.util
 import json
 import random
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,7 +50,6 @@ EXAMPLES = settings(max_examples=300, deadline=None, database=None, suppress_hea
 
 # --- a writer that spells one value many ways -------------------------------------------------------------------
 
-_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CHARS = st.characters(codec=None, categories=None)  # every code point, lone surrogates included
 _BMP = st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs", "Cc"))
 _TEXT = st.one_of(
@@ -60,59 +58,6 @@ _TEXT = st.one_of(
     st.text(alphabet=_CHARS, max_size=6),
     st.sampled_from([":", "a:b", "é", "😀", "\n"]),
 )
-
-
-@dataclass
-class _Style:
-    """How one document is spelled: chosen once per document, applied by a seeded ``random.Random``."""
-
-    rnd: random.Random
-    escapes: float  # share of characters written as \u escapes (0 for most documents: the fast path's input)
-    duplicates: float  # chance that an object gets a duplicate member
-    floats: float  # chance that an integer is spelled as a float (1.0, 1e0)
-    spaces: list[str]
-
-
-def _write_string(text: str, style: _Style) -> str:
-    out = []
-    for char in text:
-        point = ord(char)
-        if (point < 0x20 and char not in _SHORT) or style.rnd.random() < style.escapes:
-            if point > 0xFFFF:  # a surrogate pair
-                high, low = 0xD800 + ((point - 0x10000) >> 10), 0xDC00 + ((point - 0x10000) & 0x3FF)
-                out.append(f"\\u{high:04x}\\u{low:04X}")
-            else:
-                out.append(f"\\u{point:04x}" if style.rnd.random() < 0.5 else f"\\u{point:04X}")
-        elif char in _SHORT:
-            out.append(_SHORT[char])
-        elif char == "/" and style.rnd.random() < 0.5:
-            out.append("\\/")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def _write(node: Any, style: _Style) -> str:
-    space = style.rnd.choice(style.spaces)
-    kind = type(node)
-    if kind is dict:
-        members = list(node.items())
-        if members and style.rnd.random() < style.duplicates:  # a duplicate member, anywhere
-            name, value = style.rnd.choice(members)
-            members.insert(style.rnd.randint(0, len(members)), (name, style.rnd.choice([value, 1, "x:y", None])))
-        body = ",".join(f"{space}{_write_string(name, style)}{space}:{_write(value, style)}" for name, value in members)
-        return "{" + body + space + "}"
-    if kind is list:
-        return "[" + ",".join(space + _write(item, style) for item in node) + space + "]"
-    if kind is str:
-        return _write_string(node, style)
-    if node is True or node is False or node is None:
-        return json.dumps(node)
-    if kind is int:
-        if style.rnd.random() < style.floats:
-            return style.rnd.choice([f"{node}.0", f"{node}e0", f"{node}E+0"])
-        return str(node)
-    return repr(node) if style.rnd.random() < 0.5 else f"{node:.17e}"
 
 
 _SCALARS = st.one_of(
@@ -147,14 +92,14 @@ def _inputs(draw: Any) -> bytes:
             value = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"arguments": arguments}}
     else:
         value = draw(_VALUES)
-    style = _Style(
+    style = targets.Style(
         rnd=random.Random(draw(st.integers(0, 2**32))),  # noqa: S311 - test data
         escapes=draw(st.sampled_from([0.0, 0.0, 0.0, 0.02, 0.3])),
         duplicates=draw(st.sampled_from([0.0, 0.0, 0.0, 0.05, 0.3])),
         floats=draw(st.sampled_from([0.0, 0.0, 0.1])),
         spaces=draw(st.sampled_from([[""], ["", " "], ["\n", "\t", "\r\n ", ""]])),
     )
-    raw = _write(value, style).encode("utf-8", "surrogatepass")
+    raw = targets.spell(value, style).encode("utf-8", "surrogatepass")
     if style.rnd.random() < 0.2:
         raw = targets.mutate(raw, style.rnd, targets.FASTPATH_TOKENS, targets.TARGETS["fastpath"].seeds)
     return bytes(raw)
