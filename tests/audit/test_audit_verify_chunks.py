@@ -139,3 +139,25 @@ def test_extend_equals_appending_one_leaf_at_a_time() -> None:
                 one.append(leaf)
             verify._extend(many, leaves)
             assert (many.size, many.hashes, many.root()) == (one.size, one.hashes, one.root())
+
+
+def test_a_checkpoint_after_every_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every size is a checkpoint size: each chunk is cut at every row, and the answer is the row walk's."""
+    path = tmp_path / "audit.db"
+
+    async def fill() -> None:
+        log = SqliteAuditLog(path, key=KEY, max_batch=1)
+        for i in range(25):
+            await log.append(AuditEvent(event="call", request_id=i))
+        await log.aclose()
+
+    asyncio.run(fill())
+    outcomes = []
+    for chunk in (1, 4, 512):
+        monkeypatch.setattr(verify, "CHUNK", chunk)
+        outcomes.append(_outcome(path))
+    monkeypatch.setattr(verify, "_chunk_is_plain", lambda _chunk, _walk: None)
+    judge = _outcome(path)
+    assert judge[0][:2] == ("ok", 25)
+    assert judge[0][3] == 26  # the empty checkpoint and one per entry
+    assert all(outcome == judge for outcome in outcomes)
