@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint format bench clean bench-audit bench-audit-verify fuzz fuzz-fastpath
+.PHONY: demo demo-core test lint format bench clean bench-audit bench-audit-verify fuzz fuzz-fastpath
 
 $(BIN)/python:
 	@if [ -z "$(PYTHON)" ] || ! $(PYTHON) $(IS_SUPPORTED) >/dev/null 2>&1; then \
@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python examples/gateway_demo.py
+
+demo-core: $(STAMP)
 	$(BIN)/python examples/core_demo.py
 
 test: $(STAMP)

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from mcps import MemoryNonceStore, MessageVerifier, PinnedKeys, PrivateKey
 from mcps.core.envelope import sign_message
 from mcps.identity.anchors import TrustAnchor, TrustAnchors
-from mcps.identity.chains import verify_chain
+from mcps.identity.chains import _verify_chain as verify_chain  # the private primitive on its own
 from mcps.identity.levels import TrustLevel
 from mcps.identity.passports import issue_passport
 from mcps.identity.resolver import PassportResolver, attach_passport

@@ -28,21 +28,21 @@ def _locked() -> Iterator[None]:
         yield
 
 
-def _ensure(name: str) -> Path:
+def _ensure(name: str, alg: str = "EdDSA") -> Path:
     private = KEYS / f"{name}.pem"
     with _locked():
         if not private.exists():
-            key = PrivateKey.generate("EdDSA")
+            key = PrivateKey.generate(alg)
             save_private_key(key, private)
             Path(f"{private}.pub.jwk").write_text(json.dumps(key.public_key.to_jwk()) + "\n", encoding="utf-8")
     return private
 
 
-def private_key(name: str) -> PrivateKey:
-    """The example key ``name`` (``server`` or ``agent``), made if it does not exist yet."""
-    return load_private_key(_ensure(name))
+def private_key(name: str, alg: str = "EdDSA") -> PrivateKey:
+    """The example key ``name`` (``server``, ``agent``, …), made with ``alg`` if it does not exist yet."""
+    return load_private_key(_ensure(name, alg))
 
 
-def public_key(name: str) -> PublicKey:
+def public_key(name: str, alg: str = "EdDSA") -> PublicKey:
     """The public half of the example key ``name``, read from its JWK as a peer would be given it."""
-    return load_public_jwk(f"{_ensure(name)}.pub.jwk")
+    return load_public_jwk(f"{_ensure(name, alg)}.pub.jwk")

@@ -16,9 +16,11 @@ from typing import Any
 from mcps.core.envelope import (
     DEFAULT_LIFETIME,
     DEFAULT_SKEW,
+    VIA_KEY,
     KeyResolver,
     MessageKind,
     SignatureBlock,
+    block_container,
     check_audience,
     check_binding,
     check_key,
@@ -30,15 +32,60 @@ from mcps.core.envelope import (
 )
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.fastpath import parse_fast
+from mcps.core.hops import VerifiedHop, verify_hops
 from mcps.core.keys import KeyId, PrivateKey, PublicKey
 from mcps.core.replay import NonceStore
 from mcps.core.strict import DEFAULT_LIMITS, Limits, parse_message
 from mcps.identity.chains import VerifiedAgent
 from mcps.identity.resolver import AgentPublicKey, PassportResolver
 
-__all__ = ["MessageSigner", "MessageVerifier", "VerifiedMessage"]
+__all__ = ["HopKey", "HopTrust", "MessageSigner", "MessageVerifier", "VerifiedMessage"]
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class HopTrust:
+    """The intermediaries (gateways) a receiver trusts to countersign what they forward (SPEC.md §12.4).
+
+    ``keys`` resolves their keys; with ``required`` every message must carry a valid hop record (MCPS-034).
+    """
+
+    keys: KeyResolver
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HopKey(PublicKey):
+    """A block key resolved only through :class:`HopTrust`: the block was made by a gateway (SPEC.md §12.4a)."""
+
+    @classmethod
+    def of(cls, key: PublicKey) -> HopKey:
+        return cls(key.alg, key.kid, key._key, key._jwk, key._check)  # same key, marked as a gateway's
+
+
+class _BlockKeys:
+    """Resolves a block's key through the peer's trust, or — for a block a trusted gateway says it made (its
+    first hop record is ``on_behalf`` and names the block's key) and that the peer's trust does not know — through
+    the hop trust, marked :class:`HopKey`."""
+
+    def __init__(self, peers: KeyResolver, hops: HopTrust) -> None:
+        self._peers = peers
+        self._hops = hops
+
+    def resolve(self, kid: KeyId, message: Mapping[str, Any], *, now: float) -> PublicKey:
+        if not _made_by_hop(message, kid):
+            return self._peers.resolve(kid, message, now=now)
+        try:
+            return self._peers.resolve(kid, message, now=now)  # the gateway is also trusted as the other end
+        except McpsError:
+            return HopKey.of(self._hops.keys.resolve(kid, message, now=now))
+
+
+def _made_by_hop(message: Mapping[str, Any], kid: KeyId) -> bool:
+    via = (block_container(message) or {}).get(VIA_KEY)
+    first = via[0] if isinstance(via, list) and via else None
+    return isinstance(first, dict) and first.get("on_behalf") is True and first.get("kid") == kid
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +98,13 @@ class VerifiedMessage:
     key: PublicKey
     agent: VerifiedAgent | None = None
     """Who signed, when the key was resolved through a passport (:class:`~mcps.identity.PassportResolver`)."""
+    hops: tuple[VerifiedHop, ...] = ()
+    """The verified hop records (gateways it passed), when the verifier has a :class:`HopTrust`."""
+
+    @property
+    def gateway_made(self) -> bool:
+        """Whether the block was made by a trusted gateway rather than by the other end (SPEC.md §12.4a)."""
+        return isinstance(self.key, HopKey)
 
     @property
     def kid(self) -> KeyId:
@@ -115,13 +169,16 @@ class MessageVerifier:
         limits: Limits = DEFAULT_LIMITS,
         max_skew: int = DEFAULT_SKEW,
         clock: Clock = time.time,
+        hops: HopTrust | None = None,
     ) -> None:
         if not 0 <= max_skew <= 300:
             raise ValueError("max_skew must be within 0..300 seconds")
         self.audience: tuple[str, ...] = (audience,) if isinstance(audience, str) else tuple(audience)
         if not self.audience:
             raise ValueError("a verifier needs the receiver's own name (audience)")
-        self._keys = keys
+        self._peer_keys = keys
+        self._keys: KeyResolver = keys if hops is None else _BlockKeys(keys, hops)
+        self._hops = hops
         self._nonces = nonces
         self._limits = limits
         self._skew = max_skew
@@ -129,6 +186,16 @@ class MessageVerifier:
         # once now >= expires_at, so one second longer than the skew.
         self._hold = max_skew + 1
         self._clock = clock
+
+    def _signed_by_hop(self, message: dict[str, Any], block: SignatureBlock, key: PublicKey, now: float) -> bool:
+        """Whether the block itself was made with a trusted hop's key: a gateway speaking for itself has passed
+        the gateway, so a required hop record is not missing (SPEC.md §12.4 step 1)."""
+        if self._hops is None or isinstance(key, HopKey):
+            return isinstance(key, HopKey)
+        try:
+            return self._hops.keys.resolve(block.kid, message, now=now).kid == block.kid
+        except McpsError:
+            return False
 
     async def verify(self, raw: bytes, *, in_reply_to: str | None = None, now: float | None = None) -> VerifiedMessage:
         """Verify a message as received (bytes): steps 1–2 (size, strict parse), then :meth:`verify_parsed`.
@@ -162,14 +229,29 @@ class MessageVerifier:
         check_binding(block, kind, in_reply_to)  # 6. response binding
         key = check_key(self._keys.resolve(block.kid, message, now=at), block)  # 7. key by kid, algorithm match
         check_signature(key, block, message, kind, plain=_plain)  # 8. signature over the canonical form
+        hops = self._check_hops(message, kind, block, key, at)  # 8b. hop records, before anything is recorded
         if not await self._nonces.claim(block.kid, block.nonce, expires_at=block.exp + self._hold, now=at):
             raise McpsError(ErrorCode.REPLAY)  # 9. nonce, recorded only now that the signature is known good
         agent = await self._revocation(key, at) if isinstance(key, AgentPublicKey) else None  # 10. revocation
-        return VerifiedMessage(message, kind, block, key, agent)
+        return VerifiedMessage(message, kind, block, key, agent, hops)
+
+    def _check_hops(
+        self, message: dict[str, Any], kind: MessageKind, block: SignatureBlock, key: PublicKey, at: float
+    ) -> tuple[VerifiedHop, ...]:
+        """Step 8b: the hop records (SPEC.md §12.4), and a gateway-made block only on a response."""
+        hops: tuple[VerifiedHop, ...] = ()
+        if self._hops is not None:
+            required = self._hops.required and not self._signed_by_hop(message, block, key, at)
+            hops = verify_hops(
+                message, keys=self._hops.keys, names=self.audience, now=at, skew=self._skew, required=required
+            )
+        if isinstance(key, HopKey) and not kind.is_response:
+            raise McpsError(ErrorCode.UNKNOWN_KEY, "a gateway may only answer on the other end's behalf")
+        return hops
 
     async def _revocation(self, key: AgentPublicKey, at: float) -> VerifiedAgent:
         """Step 10: anything on the passport path revoked? Asked of the store on every message (kill switch)."""
-        if not isinstance(self._keys, PassportResolver):
+        if not isinstance(self._peer_keys, PassportResolver):
             raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail="passport-resolved key without a revocation store")
-        await self._keys.check_revocation(key, now=at)
+        await self._peer_keys.check_revocation(key, now=at)
         return key.agent

@@ -175,7 +175,6 @@ def log(edit: Edit, *, external: bool = False) -> Callable[[bool], LogScenario]:
 
 D = Threat.DATABASE
 KEY = Threat.LOG_KEY
-FORGED_CHECKPOINT = "issue 9 §1.5: fixed on another branch"
 
 
 def case(
@@ -227,9 +226,6 @@ LOG_CASES: list[Case[LogScenario]] = unique(
             log(rewrite(17, lambda _d: b"[" * 100_000 + b"]" * 100_000)),
             K.MODIFIED,
             {17},
-            xfail="new defect: audit.entry.parse_entry reads rows with json.loads and verify_log catches only "
-            "ValueError, so a row of deeply nested JSON raises RecursionError out of verify_log (and out of "
-            "mcps audit verify / export as a traceback) instead of naming the row modified",
         ),
         case(
             "audit-row-prev-edited",
@@ -366,7 +362,6 @@ LOG_CASES: list[Case[LogScenario]] = unique(
             log(set_note(ENTRIES, corrupt_signature)),
             K.BAD_CHECKPOINT,
             {30, 40},
-            xfail=FORGED_CHECKPOINT,
         ),
         case(
             "audit-latest-checkpoint-signed-by-another-key",
@@ -374,7 +369,6 @@ LOG_CASES: list[Case[LogScenario]] = unique(
             log(set_note(ENTRIES, signed_by(OTHER_LOG_KEY))),
             K.BAD_CHECKPOINT,
             {30, 40},
-            xfail=FORGED_CHECKPOINT,
         ),
         # --- the insider with the log key: seen only against a checkpoint kept elsewhere --------------------
         case(
@@ -408,8 +402,6 @@ LOG_CASES: list[Case[LogScenario]] = unique(
             K.MODIFIED,
             {39},
             threat=KEY,
-            xfail="new defect: verify_log hashes stored entry bytes without checking they are JCS (duplicate "
-            "members, other spellings pass; build_evidence then fails for that entry)",
         ),
         case(
             "audit-entry-version-true-under-a-valid-checkpoint",
@@ -422,8 +414,6 @@ LOG_CASES: list[Case[LogScenario]] = unique(
             K.MODIFIED,
             {39},
             threat=KEY,
-            xfail="issue 9 §1.5 (a bool read as an integer, same class in audit.entry.parse_entry): fixed on "
-            "another branch",
         ),
     ]
 )
@@ -508,8 +498,6 @@ EVIDENCE_CASES: list[Case[EvidenceScenario]] = unique(
             "evidence-log-name-with-space",
             "log names an origin with a space (not a valid key name)",
             evidence(changed_evidence(log="mcps.audit/ " + CANARY)),
-            xfail="new defect: check_evidence lets ValueError (key name with a space or '+') escape "
-            "instead of MCPS-033; mcps audit check-evidence then exits 2, not 1",
         ),
         evidence_case(
             "evidence-checkpoint-signed-by-another-key",
@@ -525,8 +513,12 @@ EVIDENCE_CASES: list[Case[EvidenceScenario]] = unique(
             "evidence-type-other", "type names another format", evidence(changed_evidence(type="mcps-audit-receipt"))
         ),
         evidence_case("evidence-version-2", "v = 2", evidence(changed_evidence(v=2))),
-        evidence_case("evidence-version-true", "v = true", evidence(changed_evidence(v=True)), xfail=FORGED_CHECKPOINT),
-        evidence_case("evidence-version-float", "v = 1.0", evidence(changed_evidence(v=1.0)), xfail=FORGED_CHECKPOINT),
+        evidence_case("evidence-version-true", "v = true", evidence(changed_evidence(v=True))),
+        evidence_case(
+            "evidence-version-fraction",
+            "v = 1.5, no integer (1.0 is the integer 1, SPEC §3)",
+            evidence(changed_evidence(v=1.5)),
+        ),
         evidence_case("evidence-index-true", "index = true", evidence(changed_evidence(index=True))),
         evidence_case("evidence-index-negative", "index = -1", evidence(changed_evidence(index=-1))),
         evidence_case("evidence-extra-member", "an extra member", evidence(changed_evidence(note=CANARY))),

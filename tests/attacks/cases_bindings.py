@@ -203,13 +203,6 @@ def response_to_nothing(defect: bool) -> Frames:
 
 N = Threat.NETWORK
 A = Threat.AGENT
-LENIENT_ID = "issue 9 §1.1: fixed on another branch"
-UNPARSED_RESPONSE = (
-    "new defect: on a frame transport (stdio) a response that fails the strict parse is dropped, so the agent's "
-    "request waits for the SDK's timeout instead of failing with its MCPS code (the HTTP client fails it, §9.5.5)"
-)
-HOPS = "issue 9 §1.6: fixed on another branch"
-NUMBERS = "issue 9 §1.7: fixed on another branch"
 
 STREAMS: Final = ("stdio", "sdk")
 EVERYWHERE: Final = ("stdio", "sdk", "http")
@@ -271,7 +264,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             'an unsigned frame with id "\\ud800": answered with id null',
             replace_id(b'"\\ud800"'),
             refused(E.INVALID_STRING, None),
-            xfail=LENIENT_ID,
             isolated=True,
         ),
         case(
@@ -280,15 +272,14 @@ FRAME_CASES: list[Case[Frames]] = unique(
             "an unsigned frame with id 18446744073709551617",
             replace_id(b"18446744073709551617"),
             refused(E.NUMBER_NOT_IJSON, None),
-            xfail=LENIENT_ID,
             isolated=True,
         ),
         case(
             "frame-id-true",
             E.NOT_JSONRPC,
-            "id true: not a request, no id to answer",
+            "id true: not a request; answered with id null, never as request 1 (SPEC §9.1)",
             replace_id(b"true"),
-            dropped(E.NOT_JSONRPC),
+            refused(E.NOT_JSONRPC, None),
         ),
         case(
             "frame-over-4-mib",
@@ -434,7 +425,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
                     '"io.modelcontextprotocol/protocolVersion", "mcps/sig"]'
                 )
             },
-            xfail=HOPS,
         ),
         case(
             "frame-number-respelled-exponent",
@@ -442,7 +432,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             "a signed 125 respelled 1.25E2 reaches the tool as 125",
             respelled(b"125", b"1.25E2"),
             {"*": Delivered("int:125")},
-            xfail=NUMBERS,
         ),
         case(
             "frame-number-respelled-fraction",
@@ -450,7 +439,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             "a signed 1 respelled 1.0 reaches the tool as 1",
             respelled(b"1", b"1.0"),
             {"*": Delivered("int:1")},
-            xfail=NUMBERS,
         ),
         case(
             "frame-number-respelled-negative-zero",
@@ -458,7 +446,6 @@ FRAME_CASES: list[Case[Frames]] = unique(
             "a signed 0 respelled -0.0 reaches the tool as 0",
             respelled(b"0", b"-0.0"),
             {"*": Delivered("int:0")},
-            xfail=NUMBERS,
         ),
     ]
 )
@@ -469,11 +456,15 @@ FRAME_CASES: list[Case[Frames]] = unique(
 
 @dataclass(frozen=True)
 class Answer:
-    """How the fake server answers the agent's ``tools/call``: ``respond(request)`` returns the frames to write."""
+    """How the fake server answers the agent's ``tools/call``: ``respond(request)`` returns the frames to write.
+
+    Every attack is a stray frame before the genuine answer, and the call must still get that answer: a stray
+    server→client request is refused with a signed error the agent sends back; a forged answer to the call is
+    refused (logged with its code) and dropped, and ends nothing (SPEC.md §9.1, responses that fail)."""
 
     respond: Callable[[dict[str, Any]], list[bytes]]
-    survives: bool = False
-    """The call must still succeed (the attack is a stray frame the agent must refuse and survive)."""
+    answer: bool = False
+    """The stray frame is an answer to the call: refused by the agent alone, nothing is sent back."""
 
 
 CLIENT_SURFACE: Final = ("sdk-client",)
@@ -489,8 +480,16 @@ def result_for(
     return sign(message, key or SERVER, aud=AGENT.kid, in_reply_to=sig)
 
 
-def answering(attack: Callable[[dict[str, Any]], list[bytes]], *, survives: bool = False) -> Callable[[bool], Answer]:
-    return lambda defect: Answer(attack if defect else (lambda r: [frame(result_for(r))]), survives)
+def answering(attack: Callable[[dict[str, Any]], list[bytes]]) -> Callable[[bool], Answer]:
+    """``attack(request)``'s frames, then the genuine answer; the control: the genuine answer alone."""
+    genuine: Callable[[dict[str, Any]], list[bytes]] = lambda r: [frame(result_for(r))]  # noqa: E731
+    return lambda defect: Answer((lambda r: [*attack(r), *genuine(r)]) if defect else genuine)
+
+
+def forged_answer(forge: Callable[[dict[str, Any]], bytes]) -> Callable[[bool], Answer]:
+    """A forged answer to the call, ``forge(request)``, injected before the genuine one."""
+    build = answering(lambda r: [forge(r)])
+    return lambda defect: Answer(build(defect).respond, answer=True)
 
 
 def client_case(
@@ -504,46 +503,44 @@ CLIENT_CASES: list[Case[Answer]] = unique(
         client_case(
             "client-result-unsigned",
             E.SIGNATURE_MISSING,
-            "the result's signature stripped",
-            answering(lambda r: [frame(strip(result_for(r)))]),
+            "a copy of the result without its signature, injected before it",
+            forged_answer(lambda r: frame(strip(result_for(r)))),
             threat=N,
         ),
         client_case(
             "client-result-tampered",
             E.BAD_SIGNATURE,
-            "the result's text changed in transit",
-            answering(lambda r: [frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"!", 1)]),
+            "a copy of the result with its text changed, injected before it",
+            forged_answer(lambda r: frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"!", 1)),
             threat=N,
         ),
         client_case(
             "client-result-from-another-key",
             E.UNKNOWN_KEY,
-            "a result signed by a key the agent did not pin",
-            answering(lambda r: [frame(result_for(r, key=ATTACKER))]),
+            "a result signed by a key the agent did not pin, before the real one",
+            forged_answer(lambda r: frame(result_for(r, key=ATTACKER))),
         ),
         client_case(
             "client-result-bound-to-another-request",
             E.TRANSCRIPT_MISMATCH,
-            "irt names another request",
-            answering(lambda r: [frame(result_for(r, request_sig="B" * 85 + "A"))]),
+            "a result whose irt names another request, before the real one",
+            forged_answer(lambda r: frame(result_for(r, request_sig="B" * 85 + "A"))),
         ),
         client_case(
             "client-result-dup-key",
             E.DUPLICATE_KEY,
-            'a result with "isError":false,"isError":true: the call fails with MCPS-020',
-            answering(
-                lambda r: [frame(result_for(r)).replace(b'"isError":false', b'"isError":false,"isError":true', 1)]
+            'a copy of the result with "isError":false,"isError":true, before it',
+            forged_answer(
+                lambda r: frame(result_for(r)).replace(b'"isError":false', b'"isError":false,"isError":true', 1)
             ),
             threat=N,
-            xfail=UNPARSED_RESPONSE,
         ),
         client_case(
             "client-result-lone-surrogate",
             E.INVALID_STRING,
-            "a lone surrogate in the result text: the call fails with MCPS-022",
-            answering(lambda r: [frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"\\ud800", 1)]),
+            "a copy of the result with a lone surrogate in its text, before it",
+            forged_answer(lambda r: frame(result_for(r)).replace(CANARY.encode(), CANARY.encode() + b"\\ud800", 1)),
             threat=N,
-            xfail=UNPARSED_RESPONSE,
         ),
         client_case(
             "client-server-request-id-lone-surrogate",
@@ -551,25 +548,18 @@ CLIENT_CASES: list[Case[Answer]] = unique(
             'an unsigned server→client request with id "\\ud800" before the real answer: refused with id '
             "null, and the session lives on",
             answering(
-                lambda r: [
-                    b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping","params":{"c":"' + CANARY.encode() + b'"}}',
-                    frame(result_for(r)),
+                lambda _r: [
+                    b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping","params":{"c":"' + CANARY.encode() + b'"}}'
                 ],
-                survives=True,
             ),
             threat=N,
-            xfail=LENIENT_ID,
         ),
         client_case(
             "client-server-request-unsigned",
             E.SIGNATURE_MISSING,
             "an unsigned server→client request before the real answer: refused, the session lives on",
             answering(
-                lambda r: [
-                    frame({"jsonrpc": "2.0", "id": "s-1", "method": "ping", "params": {"c": CANARY}}),
-                    frame(result_for(r)),
-                ],
-                survives=True,
+                lambda _r: [frame({"jsonrpc": "2.0", "id": "s-1", "method": "ping", "params": {"c": CANARY}})],
             ),
             threat=N,
         ),

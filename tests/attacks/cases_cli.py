@@ -125,11 +125,6 @@ N = Threat.NETWORK
 A = Threat.AGENT
 D = Threat.DATABASE
 T = Threat.TRUST_FILE
-NO_TRACEBACK = "new defect: a JSON file read with json.loads lets RecursionError escape: the CLI prints a traceback"
-JSONL_EXPORT = (
-    "new defect: audit export --format jsonl writes stored rows without parsing them, so a row holding a newline "
-    "forges lines in the SIEM stream (SPEC §8.9: a row that does not parse stops the export, MCPS-033)"
-)
 
 
 def case(
@@ -279,7 +274,6 @@ CASES: list[Case[CliRun]] = unique(
             ),
             1,
             threat=D,
-            xfail=JSONL_EXPORT,
         ),
         case(
             "cli-audit-check-evidence-edited",
@@ -296,7 +290,6 @@ CASES: list[Case[CliRun]] = unique(
             check_evidence(receipt=DEEP),
             2,
             threat=T,
-            xfail=NO_TRACEBACK,
         ),
         case(
             "cli-verify-deep-jwk-file",
@@ -305,7 +298,6 @@ CASES: list[Case[CliRun]] = unique(
             lambda d: CliRun(VERIFY, dumps(now_signed()), {**KEY_FILES, "agent.jwk": DEEP if d else AGENT_JWK}),
             2,
             threat=T,
-            xfail=NO_TRACEBACK,
         ),
     ]
 )

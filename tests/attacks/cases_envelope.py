@@ -214,10 +214,10 @@ CASES: list[Case[Scenario]] = unique(
         case("sig-version-string", E.SIGNATURE_MALFORMED, 'v = "1"', forged_block(v="1")),
         case("sig-version-true", E.SIGNATURE_MALFORMED, "v = true (a bool is not an integer)", forged_block(v=True)),
         case(
-            "sig-version-float",
+            "sig-version-fraction",
             E.SIGNATURE_MALFORMED,
-            "v = 1.0: the same canonical form, not an integer",
-            forged_block(v=1.0),
+            "v = 1.5: a number that is no integer (1.0 would be the integer 1, SPEC §3)",
+            forged_block(v=1.5),
         ),
         case("alg-none", E.ALGORITHM_MISMATCH, 'alg = "none"', forged_block(alg="none")),
         case("alg-hs256", E.ALGORITHM_MISMATCH, 'alg = "HS256"', forged_block(alg="HS256")),

@@ -280,8 +280,6 @@ def case(
     return Case(name, code, threat, build, summary, xfail=xfail)
 
 
-PASSPORT_CACHE = "issue 9 §1.2: fixed on another branch"
-
 CASES: list[Case[IdScenario]] = unique(
     [
         # --- time (MCPS-002) ---------------------------------------------------------------------------------
@@ -669,7 +667,6 @@ CASES: list[Case[IdScenario]] = unique(
             "the issuer is dropped after its passport was verified (and cached)",
             lambda d: issuer_pulled(d, cached=True),
             threat=G,
-            xfail=PASSPORT_CACHE,
         ),
         case(
             "anchors-stale",
@@ -684,7 +681,6 @@ CASES: list[Case[IdScenario]] = unique(
             "anchors go stale after the passport was verified (and cached)",
             lambda d: anchors_gone_stale(d, cached=True),
             threat=N,
-            xfail=PASSPORT_CACHE,
         ),
         # --- trust on first use (MCPS-029) -------------------------------------------------------------------
         case(

@@ -119,7 +119,6 @@ def flip(definition: Tool) -> Tool:
 
 N = Threat.NETWORK
 U = Threat.UPSTREAM
-TWIN = "issue 9 §1.4: fixed on another branch"
 
 
 def case(
@@ -183,7 +182,6 @@ CASES: list[Case[ToolScenario]] = unique(
             "tool-name-twice-unsigned-twin-before",
             "an unsigned echo, then echo signed",
             locked(listing(EVIL_ECHO, signed(ECHO), signed(RM))),
-            xfail=TWIN,
         ),
         # --- rug pulls against the lock (changed: blocked) ---------------------------------------------------
         case(

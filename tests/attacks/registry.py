@@ -85,7 +85,7 @@ def outcome(table: Table, case: Case[Any]) -> str:
                 parts.append(f"{where}tool receives `{result.text}`")
         return "; ".join(parts)
     if case.surfaces == cases_bindings.CLIENT_SURFACE and case.code is not None:
-        return f"{case.code.mcps} (the call fails with it, or the stray frame is refused with it)"
+        return f"{case.code.mcps}: the stray frame is refused with it, and the call still gets its genuine answer"
     return case.code.mcps if case.code else ""
 
 

@@ -5,7 +5,6 @@ the client table: the SDK's ``ClientSession`` over the same streams, against a f
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -199,23 +198,25 @@ def refusals(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("case", case_params(CLIENT_CASES))
-async def test_sdk_client_attack(case: Case[Answer]) -> None:
+async def test_sdk_client_attack(case: Case[Answer], caplog: pytest.LogCaptureFixture) -> None:
     result, received = await agent_call(case.build(False))
     assert not isinstance(result, MCPError), result
     assert result.content[0].text == f"echo: {CANARY}"
     assert refusals(received) == []
 
     attack = case.build(True)
+    caplog.clear()
     result, received = await agent_call(attack)
     assert case.code is not None
-    if attack.survives:
-        assert not isinstance(result, MCPError), result
-        assert result.content[0].text == f"echo: {CANARY}"
-        [refusal] = refusals(received)
-        assert refusal["error"]["data"]["mcps_code"] == case.code.mcps
-        assert_no_canary(refusal)
+    # The stray frame came before the genuine answer, which is still the call's result: nothing was accepted from
+    # the attack and nothing it sent ended the call (a forged answer ends nothing, SPEC.md §9.1).
+    assert not isinstance(result, MCPError), f"the attack ended the call: {result}"
+    assert result.content[0].text == f"echo: {CANARY}"
+    if attack.answer:
+        assert refusals(received) == []  # a refused answer is answered to nobody
+        refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mcps refused response id=")]
+        assert [line.split(": ")[1] for line in refused] == [case.code.mcps], refused
         return
-    assert isinstance(result, MCPError), f"the attack was accepted: {result}"
-    assert result.error.code == case.code.jsonrpc, result.error
-    assert result.error.data["mcps_code"] == case.code.mcps
-    assert_no_canary(result.error.message, json.dumps(result.error.data))
+    [refusal] = refusals(received)
+    assert refusal["error"]["data"]["mcps_code"] == case.code.mcps
+    assert_no_canary(refusal)

@@ -111,6 +111,17 @@ def test_checkpoint_refusals() -> None:
         assert caught.value.code is ErrorCode.AUDIT_INVALID
 
 
+@pytest.mark.parametrize("name", ["example.test/ log", "example.test/log+x", "", "example\ttest"])
+def test_log_name_that_is_no_key_name_is_refused_with_mcps_033_not_value_error(name: str) -> None:
+    """The name comes from an evidence file (its ``log``): a bad one is a refusal, never a ValueError (a crash)."""
+    key = PrivateKey.generate()
+    note = sign_checkpoint(key, "example.test/log", 8, EMPTY_ROOT).note
+    for call in (lambda: open_checkpoint(note, key.public_key, name), lambda: open_note(note, name, key.public_key)):
+        with pytest.raises(McpsError) as caught:
+            call()
+        assert caught.value.code is ErrorCode.AUDIT_INVALID
+
+
 def test_es256_keys_cannot_sign_notes() -> None:
     with pytest.raises(McpsError) as caught:
         sign_checkpoint(PrivateKey.generate("ES256"), "example.test/log", 0, EMPTY_ROOT)

@@ -189,3 +189,72 @@ def test_export_siem_refuses_an_unparsable_row(db: Path, run) -> None:  # type: 
     assert code == 1
     assert "MCPS-033" in err
     assert out.splitlines()[0].startswith("CEF:0|")
+
+
+def test_export_jsonl_of_a_row_holding_a_line_break_and_a_forged_entry_stops_with_mcps_033(  # type: ignore[no-untyped-def]
+    db: Path, run
+) -> None:
+    """The forged line never reaches the SIEM stream: the row is not the JCS of one entry (SPEC §8.9)."""
+    with sqlite3.connect(db) as conn:
+        (data,) = conn.execute("SELECT entry FROM audit_entries WHERE idx = 3").fetchone()
+        forged = bytes(data) + b'\n{"event":"call","decision":"allow","index":4}'
+        conn.execute("UPDATE audit_entries SET entry = ? WHERE idx = 3", (forged,))
+    for command in (("export", "--format", "jsonl", "--since", "1"), ("tail", "-n", "4")):
+        code, out, err = run("audit", command[0], "--db", str(db), *command[1:])
+        assert code == 1, command
+        assert "MCPS-033" in err
+        assert [json.loads(line)["index"] for line in out.splitlines()] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        b'{"data":{"n":3},"event":"external","index":3, "prev":null,"time":1,"v":1}',  # not JCS
+        b'{"index":3,"index":3}',
+        b"[" * 100_000 + b"]" * 100_000,
+        "text, not bytes",
+        42,
+    ],
+)
+def test_export_of_a_row_that_is_not_an_entry_is_mcps_033_not_a_crash(db: Path, run, row: object) -> None:  # type: ignore[no-untyped-def]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_entries SET entry = ? WHERE idx = 3", (row,))
+    for fmt in ("jsonl", "cef"):
+        code, out, err = run("audit", "export", "--db", str(db), "--format", fmt)
+        assert code == 1, fmt
+        assert "MCPS-033" in err
+        assert len(out.splitlines()) == 3
+    code, _, err = run("audit", "verify", "--db", str(db), "--unsafe-trust-log-key")
+    assert code == 1
+    assert "entry 3 modified" in err
+
+
+def test_export_of_an_entry_at_another_index_is_mcps_033(db: Path, run) -> None:  # type: ignore[no-untyped-def]
+    with sqlite3.connect(db) as conn:
+        (data,) = conn.execute("SELECT entry FROM audit_entries WHERE idx = 3").fetchone()
+        conn.execute("UPDATE audit_entries SET entry = ? WHERE idx = 4", (data,))
+    code, out, err = run("audit", "export", "--db", str(db), "--since", "3")
+    assert code == 1
+    assert "MCPS-033" in err
+    assert len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("receipt", "code"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "MCPS-023"),
+        (b'{"log":"a","log":"b","index":3,"leaf":"x"}', "MCPS-020"),
+        (b'{"log":"a","index":3,"leaf":"\\ud800"}', "MCPS-022"),
+    ],
+)
+def test_check_evidence_receipt_is_parsed_strictly_without_a_traceback(  # type: ignore[no-untyped-def]
+    db: Path, run, tmp_path: Path, receipt: bytes, code: str
+) -> None:
+    jwk = _public_jwk(run, db, tmp_path)
+    out = run("audit", "prove", "--db", str(db), "--index", "3")[1]
+    (tmp_path / "entry.evidence").write_text(out)
+    (tmp_path / "receipt.json").write_bytes(receipt)
+    argv = ("audit", "check-evidence", str(tmp_path / "entry.evidence"), "--key", str(jwk))
+    status, _, err = run(*argv, "--receipt", str(tmp_path / "receipt.json"))
+    assert status == 2
+    assert code in err

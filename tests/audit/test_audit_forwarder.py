@@ -143,7 +143,19 @@ def test_failed_send_does_not_advance_the_state(tmp_path: Path) -> None:
     assert read_state(state) == 1
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"next": -1}', b'{"next": "3"}', b'{"next": true}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{",
+        b"[]",
+        b'{"next": -1}',
+        b'{"next": "3"}',
+        b'{"next": true}',
+        b'{"next": 1, "next": 9}',
+        b"[" * 100_000 + b"]" * 100_000,  # refused, not a RecursionError
+    ],
+)
 def test_unreadable_state_is_refused_not_guessed(tmp_path: Path, content: bytes) -> None:
     state = tmp_path / "fwd.state"
     state.write_bytes(content)

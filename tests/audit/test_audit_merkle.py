@@ -59,10 +59,12 @@ def test_reference_roots(size: int) -> None:
 
 def test_compact_range_matches_recursive_definition() -> None:
     leaves = _leaves(70)
-    tree = CompactRange()
+    tree, pushed = CompactRange(), CompactRange()
     for n, leaf in enumerate(leaves, 1):
         tree.append(leaf)
-        assert tree.root() == _reference_root(leaves[:n])
+        pushed.push(leaf)
+        assert tree.root() == pushed.root() == _reference_root(leaves[:n])
+        assert (pushed.size, pushed.hashes) == (tree.size, tree.hashes)
 
 
 def test_compact_range_reports_stored_levels() -> None:

@@ -4,6 +4,7 @@ and hostile content gives a clear failure, never a crash."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -295,3 +296,80 @@ def test_truncated_file_fails_clearly(db: Path, key: PrivateKey) -> None:
     with pytest.raises(McpsError) as caught:
         _verify(db, key)
     assert caught.value.code in (ErrorCode.STORE_UNAVAILABLE, ErrorCode.AUDIT_INVALID)
+
+
+def test_deeply_nested_row_is_named_modified_not_a_recursion_error(db: Path, key: PrivateKey) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_entries SET entry = ? WHERE idx = 3", (b"[" * 100_000 + b"]" * 100_000,))
+    assert _defect(db, key) == (3, DefectKind.MODIFIED)
+
+
+def _resign_latest(path: Path, key: PrivateKey) -> None:
+    """What an insider with the log key does after rewriting rows: recompute every leaf and re-sign the latest
+    checkpoint over the new root (the stored frontier is left alone: verification never reads it)."""
+    from mcps.audit.checkpoint import sign_checkpoint  # noqa: PLC0415
+    from mcps.audit.merkle import leaf_hash, root_from_leaves  # noqa: PLC0415
+
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT idx, entry FROM audit_entries ORDER BY idx").fetchall()
+        leaves = [leaf_hash(bytes(entry)) for _, entry in rows]
+        origin = conn.execute("SELECT value FROM audit_meta WHERE key = 'origin'").fetchone()[0]
+        note = sign_checkpoint(key, origin, len(leaves), root_from_leaves(leaves)).note
+        updates = [(leaf, index) for (index, _), leaf in zip(rows, leaves, strict=True)]
+        conn.executemany("UPDATE audit_entries SET leaf = ? WHERE idx = ?", updates)
+        conn.execute("UPDATE audit_checkpoints SET note = ? WHERE size = ?", (note, len(leaves)))
+
+
+@pytest.mark.parametrize(
+    ("original", "respelled"),
+    [
+        (b'"event":"call"', b'"event":"call","event":"call"'),  # a duplicate member
+        (b'"event":"call"', b'"event" : "call"'),  # whitespace
+        (b'"event":"call"', b'"event":"c\\u0061ll"'),  # an escape JCS does not write
+        (b'"v":1', b'"v":1.0'),  # a number JCS writes as 1
+        (b'{"event":"call",', b'{"index":39,"event":"call",'),  # members out of order (and twice)
+    ],
+)
+def test_last_entry_not_in_canonical_form_is_modified_even_when_re_signed(
+    db: Path, key: PrivateKey, original: bytes, respelled: bytes
+) -> None:
+    """verify_log names what build_evidence could never prove: the stored bytes must be JCS of the entry."""
+    with sqlite3.connect(db) as conn:
+        (entry,) = conn.execute("SELECT entry FROM audit_entries WHERE idx = 39").fetchone()
+        assert original in bytes(entry)
+        edited = bytes(entry).replace(original, respelled, 1)
+        conn.execute("UPDATE audit_entries SET entry = ? WHERE idx = 39", (edited,))
+    _resign_latest(db, key)
+    with pytest.raises(AuditLogDefect) as caught:
+        _verify(db, key)
+    assert (caught.value.defect.index, caught.value.defect.kind) == (39, DefectKind.MODIFIED)
+    assert "not canonical" in caught.value.defect.detail
+
+
+def test_entries_of_every_canonical_shape_verify_and_prove(tmp_path: Path, key: PrivateKey) -> None:
+    """No false alarm from the canonical check: floats, integral doubles beyond 2^53, escapes, non-ASCII and astral
+    keys (JCS orders them by UTF-16), nested arrays and objects, as the writer stores them."""
+    from mcps.audit.evidence import build_evidence, check_evidence  # noqa: PLC0415
+
+    values = [
+        {"n": 0.1, "big": 1e20, "neg": -0.0, "tiny": 5e-324, "int": 2**53 - 1},
+        {"\ue000": 1, "\U0001f600": 2, "é": "naïve \u2028", "ctl": '\x00\x1f\x7f"\\/'},
+        {"deep": [[1, {"z": [], "a": {}}], None, True, False, ""]},
+        {},
+    ]
+    path = tmp_path / "shapes.db"
+
+    async def fill_and_prove() -> None:
+        log = SqliteAuditLog(path, key=key, max_batch=2)
+        try:
+            for value in values:
+                await log.append(AuditEvent(event="call", arguments=value, data={"copy": value}))
+            for index in range(len(values)):
+                evidence = await build_evidence(log, index)
+                check_evidence(evidence, key.public_key)
+                check_evidence(json.dumps(evidence, indent=2, ensure_ascii=False).encode(), key.public_key)
+        finally:
+            await log.aclose()
+
+    asyncio.run(fill_and_prove())
+    assert _verify(path, key) == len(values)

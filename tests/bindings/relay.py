@@ -6,11 +6,11 @@ handshake passes and the attack is on a call:
   pass                       forward unchanged
   modify-param               change the call's arguments
   replay-request             forward each call twice
-  replay-response            answer the second call with the first call's response (id rewritten)
+  replay-response            before the second call's response, inject the first call's response (id rewritten)
   strip-signature            remove the call's mcps/sig block
   swap-key                   re-sign the call with the relay's own key
   duplicate-key              smuggle a second "name" key: {"name":"safe","name":"rm_rf"}
-  strip-response-signature   remove the mcps/sig block of the call's response
+  strip-response-signature   before the call's response, inject a copy without its mcps/sig block
 
 as a gateway (it holds the gateway's key, MCPS_TEST_DIR/gateway.pem, and adds a per-call grant outside the
 agent's signature):
@@ -21,7 +21,8 @@ agent's signature):
 and to tools/list results (``-signed``: the relay holds the server's key, MCPS_TEST_DIR/server.pem, and
 re-signs the message, so only the tool's own signature and its pin stand in the way):
 
-  rewrite-description                 rewrite the description of tool "safe"
+  rewrite-description                 inject a copy of the listing with the description of tool "safe" rewritten
+                                      (not re-signed) before the genuine listing
   rewrite-description-signed          the same, message re-signed (the tool's signature no longer verifies)
   rewrite-description-resigned-tool   the same, tool and message re-signed (only the pin catches it)
   rename-tool-resigned-tool           rename "safe" to "safe_v2", tool and message re-signed
@@ -150,7 +151,8 @@ def tamper_tools(message: dict[str, Any]) -> dict[str, Any]:
 def to_agent(line: bytes) -> list[bytes]:
     message = json.loads(line)
     if message.get("id") in list_sigs and "result" in message and MODE.startswith(("rewrite", "rename", "strip-tool")):
-        return [json.dumps(tamper_tools(message)).encode() + b"\n"]
+        tampered = json.dumps(tamper_tools(message)).encode() + b"\n"
+        return [tampered, line] if MODE == "rewrite-description" else [tampered]  # forged, then the genuine one
     if message.get("id") not in call_ids or "method" in message:
         return [line]
     if MODE == "inject-bad-frames":
@@ -160,14 +162,14 @@ def to_agent(line: bytes) -> list[bytes]:
     if MODE == "inject-hop-members" and "result" in message:
         message["result"]["_meta"]["mcps/via"] = FORGED_HOP_MEMBERS["mcps/via"]
         return [json.dumps(message).encode() + b"\n"]
-    if MODE == "replay-response":
+    if MODE == "replay-response":  # the forged answer first; the genuine one must still be accepted after it
         if not first_response:
             first_response.update(message)
             return [line]
-        return [json.dumps({**first_response, "id": message["id"]}).encode() + b"\n"]
+        return [json.dumps({**first_response, "id": message["id"]}).encode() + b"\n", line]
     if MODE == "strip-response-signature" and "result" in message:
         del message["result"]["_meta"]["mcps/sig"]
-        return [json.dumps(message).encode() + b"\n"]
+        return [json.dumps(message).encode() + b"\n", line]
     return [line]
 
 

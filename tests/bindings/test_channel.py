@@ -12,7 +12,7 @@ from mcps import ErrorCode, MemoryNonceStore, PinnedKeys, PrivateKey, bindings
 from mcps.bindings import ChannelSecurity, NoVerifiedCaller, SecureChannel, current_caller
 from mcps.bindings.channel import Inbound
 from mcps.bindings.streams import OVERSIZE, LineReader, secure_frame_streams
-from mcps.core.envelope import request_binding
+from mcps.core.envelope import request_binding, sign_message
 
 SERVER = "urn:mcps:test:server"
 NOW = 1_800_000_000.0
@@ -133,7 +133,9 @@ async def test_server_sends_nothing_on_its_own_before_a_verified_peer() -> None:
     assert server.send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}) is None
 
 
-async def test_unbound_response_fails_the_waiting_request_with_its_code() -> None:
+async def test_failing_response_during_the_handshake_fails_the_waiting_request_with_its_code() -> None:
+    """Before anything of the peer has verified (a wrong pinned key, a process that is no mcps server), a response
+    that fails ends its request at once with the code instead of leaving it waiting forever (SPEC §9.1)."""
     client, server, _ = pair()
     request = sent(client, call(4))
     await server.receive(request)
@@ -201,3 +203,73 @@ async def test_cancelled_request_is_forgotten_on_both_sides() -> None:
     assert server.send({"jsonrpc": "2.0", "id": 9, "result": {}}) is None  # never answered after a cancel
     bare = sent(client, {"jsonrpc": "2.0", "method": "notifications/cancelled"})
     assert (await server.receive(bare)).deliver is not None
+
+
+async def handshaken() -> tuple[SecureChannel, SecureChannel, PrivateKey]:
+    """A client and server that have each verified one message of the other (the handshake is over)."""
+    client, server, agent = pair()
+    request = sent(client, call(1))
+    assert (await server.receive(request)).deliver is not None
+    assert (await client.receive(sent(server, {"jsonrpc": "2.0", "id": 1, "result": {}}))).deliver is not None
+    return client, server, agent
+
+
+def forgeries(genuine: dict[str, Any]) -> list[dict[str, Any] | bytes]:
+    """Frames a third party injects for a pending request, each before its genuine answer."""
+    unsigned = json.loads(json.dumps(genuine))
+    del unsigned["result"]["_meta"]["mcps/sig"]
+    tampered = json.loads(json.dumps(genuine))
+    tampered["result"]["text"] = "forged"
+    aud = genuine["result"]["_meta"]["mcps/sig"]["aud"]
+    request_sig = "A" * 86  # the attacker binds its answer to anything: it never saw a key to sign with
+    other_key = sign_message(unsigned, PrivateKey.generate(), audience=aud, now=NOW, in_reply_to=request_sig)
+    error = {"jsonrpc": "2.0", "id": genuine["id"], "error": {"code": -32603, "message": "forged"}}
+    duplicated = json.dumps(genuine).replace('"text": "real"', '"text": "real", "text": "forged"', 1).encode()
+    return [unsigned, tampered, other_key, error, duplicated, json.dumps({**unsigned, "id": True}).encode()]
+
+
+@pytest.mark.parametrize(
+    "index", range(6), ids=["unsigned", "tampered", "other-key", "unsigned-error", "dup-key", "id-true"]
+)
+async def test_forged_response_to_a_pending_request_is_dropped_and_the_genuine_answer_accepted(index: int) -> None:
+    """Only a verified response ends the wait (SPEC §9.1): a forgery injected with the pending id — or with ``true``
+    for id 1, which Python's dicts would take for 1 — is dropped, and the genuine answer that follows is delivered."""
+    client, server, _ = await handshaken()
+    request = sent(client, call(1 if index == 5 else 2))  # id 1 is free again: its first request was answered
+    assert (await server.receive(request)).deliver is not None
+    genuine = sent(server, {"jsonrpc": "2.0", "id": request["id"], "result": {"text": "real"}})
+    forgery = forgeries(genuine)[index]
+    decision = await (client.receive_raw(forgery) if isinstance(forgery, bytes) else client.receive(forgery))
+    assert decision == Inbound()  # dropped: nothing delivered, nothing answered
+    delivered = (await client.receive(genuine)).deliver
+    assert delivered is not None
+    assert delivered["result"]["text"] == "real"
+
+
+async def test_cancelled_with_request_id_true_does_not_cancel_request_1() -> None:
+    client, server, _ = pair()
+    request = sent(client, call(1))
+    assert (await server.receive(request)).deliver is not None
+    cancel = sent(client, {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": True}})
+    assert (await server.receive(cancel)).deliver is not None
+    assert server.send({"jsonrpc": "2.0", "id": 1, "result": {}}) is not None  # request 1 is still answered
+
+
+async def test_response_with_id_true_is_not_the_answer_to_request_1() -> None:
+    client, server, _ = pair()
+    request = sent(client, call(1))
+    await server.receive(request)
+    genuine = sent(server, {"jsonrpc": "2.0", "id": 1, "result": {}})
+    assert await client.receive({**genuine, "id": True}) == Inbound()
+    assert (await client.receive(genuine)).deliver is not None
+
+
+def test_request_key_never_takes_a_bool_for_an_integer() -> None:
+    assert [bindings.channel.request_key(value) for value in (1, "1", True, False, 1.0, None)] == [
+        1,
+        "1",
+        None,
+        None,
+        None,
+        None,
+    ]

@@ -272,16 +272,21 @@ def test_line_reader_takes_any_chunks(chunks: list[bytes], max_bytes: int) -> No
     st.booleans(),
 )
 def test_sse_parser_takes_any_chunks(chunks: list[bytes], max_bytes: int, drop: bool) -> None:
-    seen: list[str | None] = []
+    seen: list[str | McpsError] = []
 
-    def rewrite(data: str | None) -> str | None:
+    def rewrite(data: str | McpsError) -> str | None:
         seen.append(data)
-        return None if drop or data is None else data
+        return None if drop or isinstance(data, McpsError) else data
 
     rewriter = SseRewriter(rewrite, max_bytes=max_bytes)
     out = b"".join(rewriter.feed(chunk) for chunk in chunks) + rewriter.close()
     assert isinstance(out, bytes)
-    assert all(data is None or len(data) <= max_bytes for data in seen)  # bounded by the bytes read
+    assert all(isinstance(data, McpsError) or len(data) <= max_bytes for data in seen)  # bounded by the bytes read
+    for data in seen:  # what was read is what was sent, or refused with its code: never U+FFFD in its place
+        if isinstance(data, McpsError):
+            assert data.code in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.MALFORMED_JSON)
+        else:
+            assert data.encode("utf-8") in b"".join(chunks).replace(b"\r", b"\n") or "\n" in data
 
 
 # --- a defect of the SDK's model, or of the channel, on a verified message ---------------------------------------

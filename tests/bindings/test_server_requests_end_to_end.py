@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client, types
 from mcp.client.stdio import StdioServerParameters
@@ -95,3 +96,61 @@ async def test_http_elicitation_and_notification_are_signed_both_ways(caplog: py
     assert agent.logs == ["asking to confirm 'pay 10 EUR'"]
     assert [call["tool"] for call in calls] == ["confirm"]
     assert [r.getMessage() for r in caplog.records if r.name == "mcps.bindings" and "refused" in r.getMessage()] == []
+
+
+class SessionRecorder:
+    """An ASGI wrapper that remembers the session id and protocol version the agent's requests carry."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.headers: dict[str, str] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for key, value in scope["headers"]:
+                if key.lower() in (b"mcp-session-id", b"mcp-protocol-version"):
+                    self.headers[key.decode().lower()] = value.decode()
+        await self.app(scope, receive, send)
+
+
+async def test_forged_answer_posted_by_a_third_party_does_not_end_the_server_s_pending_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whoever knows a session id can POST to it: a forged answer to the server's pending elicitation (same id,
+    unsigned) is refused (HTTP 400, signed error) and ends nothing; the agent's genuine answer is still taken."""
+    caplog.set_level(logging.WARNING, logger="mcps.bindings")
+    agent_key, server_key = PrivateKey.generate(), PrivateKey.generate()
+    server_security = ChannelSecurity(
+        key=server_key, identity=SERVER_IDENTITY, trusted=PinnedKeys([agent_key.public_key]), nonces=MemoryNonceStore()
+    )
+    agent_security = ChannelSecurity(
+        key=agent_key, trusted=PinnedKeys([server_key.public_key]), nonces=MemoryNonceStore()
+    )
+    app = SessionRecorder(signed_app(server_security, [], json_response=False, server_requests=True))
+    injected: list[tuple[int, dict[str, Any]]] = []
+
+    class Injecting(Agent):
+        async def elicit(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            forged = {"jsonrpc": "2.0", "id": context.request_id, "result": {"action": "decline"}}
+            headers = {
+                **app.headers,
+                "content-type": "application/json",
+                "accept": "application/json, text/event-stream",
+            }
+            async with httpx2.AsyncClient() as http:
+                response = await http.post(url + "/mcp", json=forged, headers=headers)
+            injected.append((response.status_code, response.json()))
+            return await super().elicit(context, params)
+
+    agent = Injecting()
+    with anyio.fail_after(TIMEOUT):
+        async with serving(app) as url:
+            transport = signed_streamable_http_client(url + "/mcp", agent_security, server_identity=SERVER_IDENTITY)
+            async with agent.client(transport) as client:
+                await client.list_tools()
+                result = await client.call_tool("confirm", {"text": "pay 10 EUR"})
+    assert text_of(result) == "confirmed"  # the genuine answer (accept), not the forged decline
+    [(status, refusal)] = injected
+    assert status == 400
+    assert refusal["error"]["data"]["mcps_code"] == "MCPS-026"
+    assert "mcps/sig" in refusal["error"]["data"]

@@ -127,14 +127,18 @@ async def test_call_before_listing_is_refused_locally(setup: Setup, pinned: dict
     assert setup.calls() == []
 
 
-async def test_rewritten_description_breaks_the_message_signature(setup: Setup, pinned: dict[str, PinHash]) -> None:
+async def test_rewritten_description_breaks_the_message_signature(
+    setup: Setup, pinned: dict[str, PinHash], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listing rewritten in transit, not re-signed, is refused (MCPS-004) and ends nothing: the genuine listing
+    that follows is the one the application gets (SPEC §9.1)."""
     with anyio.fail_after(TIMEOUT):
         async with setup.client(setup.guard(pinned), "rewrite-description") as client:
-            with pytest.raises(MCPError) as caught:
-                await client.list_tools()
-            assert caught.value.error.code == ErrorCode.BAD_SIGNATURE.jsonrpc
-            await refused_locally(client, "safe")
-    assert setup.calls() == []
+            listed = await client.list_tools()
+            assert {tool.name for tool in listed.tools} == ALL_TOOLS
+            assert "~/.ssh" not in json.dumps([tool.description for tool in listed.tools])
+    assert setup.reports[-1].clean
+    assert f"{ErrorCode.BAD_SIGNATURE.mcps}: signature does not verify" in caplog.text
 
 
 @pytest.mark.parametrize(

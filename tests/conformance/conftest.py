@@ -11,6 +11,7 @@ CI (``CI=true``), so a CI run never passes by skipping what it was meant to chec
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,14 +21,23 @@ from typing import NoReturn
 
 import pytest
 
+from mcps.core.keys import Algorithm, PrivateKey, save_private_key
+
 from .node import NodeTools, NodeUnavailable, setup
 
 SERVER = Path(__file__).resolve().parent / "server.py"
 STARTUP_TIMEOUT = 30.0  # seconds for server.py to print its URL
 STOP_TIMEOUT = 10.0
 
-# The targets every conformance test runs against. Issue 11 adds "gateway" here (see `target_url`).
-TARGETS = ("direct",)
+# The targets every conformance test runs against: server.py directly, and behind `mcps gateway`.
+TARGETS = ("direct", "gateway")
+GATEWAY_POLICY = """\
+mcps_policy = 1
+
+[servers.conformance]
+default = "allow"     # the conformance suite calls every tool; unsigned clients are L0
+min_level = 0
+"""
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -87,9 +97,63 @@ def target_url(request: pytest.FixtureRequest, conformance_server: str) -> Itera
     if request.param == "direct":
         yield conformance_server
         return
-    # ---- issue 11: "gateway" ----------------------------------------------------------------------------
-    # Start `mcps gateway` on 127.0.0.1 (free port) with `conformance_server` as its one Streamable HTTP
-    # upstream (trust: unsigned) and a policy that admits unsigned L0 clients to every tool, wait until it
-    # answers, `yield` its MCP URL, then stop it. Add "gateway" to TARGETS above. The tests need no change:
-    # the same scenarios (expected.json) must pass through it.
+    if request.param == "gateway":
+        yield from _through_gateway(request, conformance_server)
+        return
     raise AssertionError(f"unknown conformance target {request.param!r}")
+
+
+def _through_gateway(request: pytest.FixtureRequest, upstream: str) -> Iterator[str]:
+    """``mcps gateway run`` (a subprocess) with ``upstream`` as its one unsigned Streamable HTTP upstream, a policy
+    that admits unsigned L0 clients to every tool, and the upstream's tools pinned; yields its MCP URL."""
+    directory = request.getfixturevalue("tmp_path_factory").mktemp("conformance-gateway")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (directory / "policy.toml").write_text(GATEWAY_POLICY, encoding="utf-8")
+    save_private_key(PrivateKey.generate(Algorithm.EDDSA), directory / "gateway.pem")
+    (directory / "gateway.toml").write_text(
+        f"""\
+[gateway]
+identity = "urn:mcps:gateway:conformance"
+key = "gateway.pem"
+listen = "127.0.0.1:{port}"
+policy = "policy.toml"
+admit_unsigned = true
+
+[upstreams.conformance]
+identity = "urn:mcps:conformance"
+url = "{upstream}"
+trust = "unsigned"
+""",
+        encoding="utf-8",
+    )
+    mcps = [sys.executable, "-m", "mcps"]
+    pinned = subprocess.run(
+        [*mcps, "gateway", "pin", "--config", "gateway.toml"],
+        cwd=directory,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert pinned.returncode == 0, pinned.stderr.decode(errors="replace")
+    log = (directory / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [*mcps, "gateway", "run", "--config", "gateway.toml"], cwd=directory, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"mcps gateway did not start: {(directory / 'gateway.log').read_text()}"
+                    ) from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp/conformance"
+    finally:
+        stop_server(process)
+        log.close()

@@ -13,6 +13,7 @@ import pytest
 
 from mcps.cli.identity_cmd import parse_duration
 from mcps.cli.main import COMMAND_MODULES, main
+from mcps.core.encoding import b64u_encode
 
 REQUEST = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"a"}}}'
 AUD = "mcp://files.example"
@@ -103,6 +104,20 @@ def test_identity_commands_are_registered(cli: Cli) -> None:
 def test_anchors_jwks_carries_max_levels(setup: Setup) -> None:
     jwks = json.loads(setup.anchors.read_text())
     assert [key["mcps_max_tl"] for key in jwks["keys"]] == [3]
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [(b"[" * 5000 + b"]" * 5000, "MCPS-023"), (b'{"sub":"a","sub":"b"}', "MCPS-020"), (b"{nope", "MCPS-019")],
+)
+def test_inspect_of_a_token_whose_claims_are_no_strict_json_is_exit_2_with_its_code(
+    cli: Cli, tmp_path: Path, claims: bytes, code: str
+) -> None:
+    token = ".".join(b64u_encode(part) for part in (b'{"alg":"EdDSA"}', claims, b"s" * 64))
+    (tmp_path / "deep.passport").write_text(token + "\n")
+    result = cli("passport", "inspect", tmp_path / "deep.passport")
+    assert result.code == 2
+    assert code in result.err
 
 
 def test_inspect_is_labelled_unverified(cli: Cli, setup: Setup) -> None:

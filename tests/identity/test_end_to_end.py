@@ -153,13 +153,13 @@ async def test_results_and_errors_may_carry_a_passport_too() -> None:
 
 async def test_cache_skips_chain_verification_but_not_time(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = chains.verify_chain
+    real = chains._verify_chain
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("mcps.identity.resolver.verify_chain", counting)
+    monkeypatch.setattr("mcps.identity.resolver._verify_chain", counting)
     leaf, chain = delegated(3)
     token_now = {"now": NOW}
     resolver = PassportResolver(anchors=ANCHORS, audience=AUDIENCE, revocations=MemoryRevocationStore(), min_level=0)  # type: ignore[arg-type]
@@ -178,7 +178,7 @@ async def test_cache_skips_chain_verification_but_not_time(monkeypatch: pytest.M
     # Failures are not cached; the cache is bounded.
     small = PassportResolver(anchors=ANCHORS, audience=AUDIENCE, revocations=MemoryRevocationStore(), cache_size=2)
     for n in range(4):
-        small.verify_passport(passport(jti=f"j{n}"), None, now=NOW)
+        small._verify_path(passport(jti=f"j{n}"), None, now=NOW)
     assert len(small._cache) == 2
 
 
@@ -207,7 +207,7 @@ async def test_revoked_agent_is_refused_on_its_next_message_after_the_nonce(tmp_
 @pytest.mark.parametrize("position", [0, 1, 2], ids=["agent", "intermediate", "top"])
 async def test_revocation_of_any_passport_on_the_path(kind: str, position: int) -> None:
     leaf, chain = delegated(3)
-    agent = chains.verify_chain(leaf, chain, anchors=ANCHORS, audience=AUDIENCE, now=NOW, skew=30)
+    agent = chains._verify_chain(leaf, chain, anchors=ANCHORS, audience=AUDIENCE, now=NOW, skew=30)
     target = agent.path[position]
     store = MemoryRevocationStore()
     await store.revoke(RevocationKey.local(kind, target.jti if kind == "jti" else target.sub), now=NOW)

@@ -10,7 +10,8 @@ from mcps.core.encoding import b64u_decode
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId
 from mcps.identity.anchors import TrustAnchor, TrustAnchors
-from mcps.identity.chains import MAX_CHAIN_DEPTH, VerifiedAgent, verify_chain
+from mcps.identity.chains import MAX_CHAIN_DEPTH, VerifiedAgent
+from mcps.identity.chains import _verify_chain as verify_chain  # the primitive on its own
 from mcps.identity.jws import sign_compact
 from mcps.identity.levels import TrustLevel
 from mcps.identity.passports import (

@@ -64,7 +64,7 @@ async def refused(verifier: MessageVerifier, token: str, chain: list[str] | None
 
 def outcome(resolver: PassportResolver, token: str, chain: list[str] | None = None) -> ErrorCode | TrustLevel:
     try:
-        return resolver.verify_passport(token, chain, now=NOW).agent.level
+        return resolver._verify_path(token, chain, now=NOW).agent.level
     except McpsError as exc:
         return exc.code
 
@@ -92,14 +92,14 @@ async def test_cached_passport_is_refused_with_007_once_the_anchors_are_older_th
     await anchors.refresh()
     cached, uncached = resolvers(anchors)
     token = passport()  # valid for an hour: only the anchors go stale
-    cached.verify_passport(token, None, now=NOW)
+    cached._verify_path(token, None, now=NOW)
     clock.now = NOW + 601
     for resolver in (cached, uncached):
         code = await refused(verifier(resolver, clock), token, now=clock.now)
         assert code is ErrorCode.TRUST_AUTHORITY_UNREACHABLE
     # A good refresh makes the same entry usable again, without verifying the path again.
     await anchors.refresh()
-    assert cached.verify_passport(token, None, now=clock.now).agent.level == TrustLevel.L2
+    assert cached._verify_path(token, None, now=clock.now).agent.level == TrustLevel.L2
 
 
 async def test_cached_passport_of_an_optional_stale_source_is_refused_as_unknown() -> None:
@@ -115,7 +115,7 @@ async def test_cached_passport_of_an_optional_stale_source_is_refused_as_unknown
     await anchors.refresh()
     cached, uncached = resolvers(anchors)
     token = passport()
-    cached.verify_passport(token, None, now=NOW)
+    cached._verify_path(token, None, now=NOW)
     clock.now = NOW + 601
     assert outcome(cached, token) is outcome(uncached, token) is ErrorCode.UNKNOWN_KEY
 
@@ -135,12 +135,12 @@ async def test_cached_passport_is_refused_once_a_reloaded_anchors_file_drops_its
 def test_cached_passport_follows_a_lowered_anchor_cap() -> None:
     cached, uncached = resolvers(ANCHORS, min_level=TrustLevel.L0)
     token = passport(level=3)
-    assert cached.verify_passport(token, None, now=NOW).agent.level == TrustLevel.L3
+    assert cached._verify_path(token, None, now=NOW).agent.level == TrustLevel.L3
     lowered = TrustAnchors([TrustAnchor(ANCHOR.public_key, TrustLevel.L1)])
     cached.anchors = uncached.anchors = lowered
     assert outcome(cached, token) == outcome(uncached, token) == TrustLevel.L1
     strict_cached, strict_uncached = resolvers(ANCHORS)  # min level L2
-    strict_cached.verify_passport(token, None, now=NOW)
+    strict_cached._verify_path(token, None, now=NOW)
     strict_cached.anchors = strict_uncached.anchors = lowered
     assert outcome(strict_cached, token) is outcome(strict_uncached, token) is ErrorCode.INSUFFICIENT_TRUST
 
@@ -148,7 +148,7 @@ def test_cached_passport_follows_a_lowered_anchor_cap() -> None:
 def test_cached_chain_follows_an_intermediate_key_that_became_an_anchor() -> None:
     leaf, chain = delegated(3)
     cached, uncached = resolvers(ANCHORS)
-    assert cached.verify_passport(leaf, chain, now=NOW).agent.depth == 3
+    assert cached._verify_path(leaf, chain, now=NOW).agent.depth == 3
     intermediate = make_key("intermediate 1")  # signed the agent's passport
     grown = TrustAnchors([*ANCHORS, TrustAnchor(intermediate.public_key, TrustLevel.L3)])
     cached.anchors = uncached.anchors = grown
@@ -158,28 +158,28 @@ def test_cached_chain_follows_an_intermediate_key_that_became_an_anchor() -> Non
 def test_cached_chain_is_refused_once_its_top_anchor_is_dropped() -> None:
     leaf, chain = delegated(4)
     cached, uncached = resolvers(ANCHORS)
-    cached.verify_passport(leaf, chain, now=NOW)
+    cached._verify_path(leaf, chain, now=NOW)
     cached.anchors = uncached.anchors = WITHOUT_ANCHOR
     assert outcome(cached, leaf, chain) is outcome(uncached, leaf, chain) is ErrorCode.UNKNOWN_KEY
 
 
 def test_cache_is_still_used_while_the_anchors_are_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = chains.verify_chain
+    real = chains._verify_chain
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("mcps.identity.resolver.verify_chain", counting)
+    monkeypatch.setattr("mcps.identity.resolver._verify_chain", counting)
     leaf, chain = delegated(3)
     cached, _ = resolvers(ANCHORS, min_level=TrustLevel.L0)
     for _ in range(3):
-        cached.verify_passport(leaf, chain, now=NOW)
+        cached._verify_path(leaf, chain, now=NOW)
     cached.anchors = TrustAnchors(list(ANCHORS))  # a reload with the same content keeps the entry
-    cached.verify_passport(leaf, chain, now=NOW)
+    cached._verify_path(leaf, chain, now=NOW)
     self_signed = passport(issuer=make_key("agent"), iss="agent-1", level=0)
     cached.anchors = TrustAnchors([])  # a self-signed path depends on no anchor
     for _ in range(2):
-        assert cached.verify_passport(self_signed, None, now=NOW).agent.level == TrustLevel.L0
+        assert cached._verify_path(self_signed, None, now=NOW).agent.level == TrustLevel.L0
     assert len(calls) == 2

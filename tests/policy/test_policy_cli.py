@@ -116,6 +116,8 @@ def test_explain_reads_counters_without_taking_them(
         (("--tool", "t", "--args", "[1]"), "--args must be a JSON object"),
         (("--tool", "t", "--args", "{nope"), "--args is not JSON"),
         (("--tool", "t", "--args", '{"a": 1, "a": 2}'), "duplicate key"),
+        (("--tool", "t", "--args", '{"a":' + "[" * 5000 + "]" * 5000 + "}"), "--args is not JSON"),  # no RecursionError
+        (("--tool", "t", "--args", '{"a": NaN}'), "MCPS-021"),
         ((), "--tool is required"),
         (("--tool", "t", "--counters", "missing.sqlite3"), "no such counter database"),
     ],

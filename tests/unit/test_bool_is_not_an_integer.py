@@ -265,3 +265,23 @@ def test_otel_exports_no_bool_as_a_request_id_or_index() -> None:
     assert "mcps.audit.index" not in attributes
     assert "mcps.audit.trust_level" not in attributes
     assert span_attributes({"request_id": 1, "index": 2})["jsonrpc.request.id"] == "1"
+
+
+# --- the other side: an integer respelled (1.0, 1e0) is still that integer (SPEC §3) --------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["1.0", "1e0", "10e-1"])
+def test_lock_file_version_respelled_is_version_1(spelling: str) -> None:
+    assert parse_lockfile(f'{{"mcps_lock": {spelling}, "servers": {{}}}}').servers == {}
+    with pytest.raises(ValueError, match=r"mcps\.lock"):
+        parse_lockfile('{"mcps_lock": 1.5, "servers": {}}')
+
+
+@pytest.mark.parametrize("spelling", ["1.0", "1e0", "10e-1"])
+def test_evidence_version_respelled_is_version_1(spelling: str) -> None:
+    text = json.dumps(AUDIT_VECTORS["evidence"]).replace('"v": 1,', f'"v": {spelling},', 1)
+    assert f'"v": {spelling},' in text
+    assert check_evidence(text.encode(), AUDIT_KEY).index == AUDIT_VECTORS["evidence"]["index"]
+    with pytest.raises(McpsError) as caught:
+        check_evidence(text.replace(f'"v": {spelling},', '"v": 1.5,').encode(), AUDIT_KEY)
+    assert caught.value.code is ErrorCode.AUDIT_INVALID

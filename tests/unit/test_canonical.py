@@ -23,7 +23,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcps.core.canonical import canonicalize, canonicalize_reference
+from mcps.core.canonical import canonicalize, canonicalize_reference, parse_canonical
 from mcps.core.errors import ErrorCode, McpsError
 
 JCS_DIR = Path(__file__).resolve().parents[1] / "vectors" / "third_party" / "jcs"
@@ -193,3 +193,104 @@ def test_not_a_json_value_is_refused() -> None:
         with pytest.raises(McpsError) as caught:
             canon({"a": b"bytes"})
         assert caught.value.code is ErrorCode.MALFORMED_JSON
+
+
+# --- parse_canonical: the bytes are exactly JCS of the value they hold ----------------------------------------------
+
+
+def _is_canonical_by_definition(data: bytes) -> bool:
+    """The definition, with the reference implementation: parse (integer literals as JCS reads them), write, compare."""
+    try:
+        value = json.loads(data, parse_int=_int_or_double, parse_constant=_no_constant)
+        return bytes(rfc8785.dumps(value)) == data
+    except (ValueError, RecursionError, rfc8785.CanonicalizationError):
+        return False
+
+
+def _no_constant(_text: str) -> Any:
+    raise ValueError
+
+
+def _parses(data: bytes) -> bool:
+    try:
+        parse_canonical(data)
+    except McpsError:
+        return False
+    return True
+
+
+@settings(max_examples=500, deadline=None)
+@given(IJSON_VALUES)
+def test_parse_canonical_reads_every_canonical_form_back(value: Any) -> None:
+    data = canonicalize(value)
+    assert canonicalize(parse_canonical(data)) == data
+
+
+_RESPELLINGS = st.sampled_from(
+    [
+        lambda t: t.replace(":", " : ", 1),
+        lambda t: " " + t,
+        lambda t: t + "\n",
+        lambda t: t.replace("1", "1.0", 1),
+        lambda t: t.replace("0", "-0", 1),
+        lambda t: t.replace("1", "1e0", 1),
+        lambda t: t.replace("a", "\\u0061", 1),
+        lambda t: t.replace("/", "\\/", 1),
+        lambda t: t.replace("\\u001f", "\\u001F", 1),
+        lambda t: t.replace("{", '{"":0,', 1),  # a duplicate when "" is already a key, else out of order or fine
+        lambda t: t.replace("{", '{"~":0,', 1),
+        lambda t: t.replace("[", "[1e400,", 1),
+        lambda t: t.replace("[", '["\\ud800",', 1),
+        lambda t: t.replace("[", "[18014398509481985,", 1),
+        lambda t: t,
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    IJSON_VALUES,
+    st.booleans(),
+    st.sampled_from([(",", ":"), (", ", ": "), (",", ": ")]),
+    st.booleans(),
+    st.lists(_RESPELLINGS, max_size=3),
+)
+def test_parse_canonical_accepts_exactly_what_the_definition_accepts(
+    value: Any, sort_keys: bool, separators: tuple[str, str], ensure_ascii: bool, respellings: list[Any]
+) -> None:
+    """Written any which way, then respelt: accepted exactly when the bytes are JCS of what they hold."""
+    try:
+        text = json.dumps(value, sort_keys=sort_keys, separators=separators, ensure_ascii=ensure_ascii)
+    except ValueError:
+        return
+    for respell in respellings:
+        text = respell(text)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return
+    assert _parses(data) is _is_canonical_by_definition(data), data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":1,"a":1}',
+        b'{"b":1,"a":1}',
+        b'{"a":1 }',
+        b'{"a":1.0}',
+        b'{"a":-0}',
+        b'{"a":"\\u0061"}',
+        b'{"a":"\\/"}',
+        b'{"a":9007199254740993}',
+        b'{"\xee\x80\x80":1,"\xf0\x9f\x98\x80":2}',  # code point order; JCS orders by UTF-16 code units
+        b'{"a":NaN}',
+        b'{"a":"\xff"}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b"",
+    ],
+)
+def test_parse_canonical_refuses_every_other_spelling_with_an_mcps_code(data: bytes) -> None:
+    assert not _is_canonical_by_definition(data)
+    with pytest.raises(McpsError):
+        parse_canonical(data)

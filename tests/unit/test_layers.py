@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("recipes", ("mcps.verifier",)),
     ("policy", ("mcps.policy",)),
     ("audit", ("mcps.audit",)),
-    ("bindings", ("mcps.bindings",)),
+    ("bindings", ("mcps.bindings", "mcps.http_api")),  # http_api: plain HTTP APIs, beside the MCP SDK bindings
     ("gateway", ("mcps.gateway",)),
     ("package", ("mcps",)),
     ("cli", ("mcps.cli", "mcps.__main__")),

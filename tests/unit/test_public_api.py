@@ -16,7 +16,7 @@ import types
 import pytest
 
 import mcps
-from mcps.core.errors import ErrorCode
+from mcps.core.errors import ErrorCode, McpsError
 
 
 def _public_modules() -> list[str]:
@@ -67,16 +67,52 @@ def test_nonce_store_protocol_is_exported_at_the_top() -> None:
     assert SqliteNonceStore.__name__ == "SqliteNonceStore"
 
 
-STEP_SKIPPING = {"authenticate": "skips the nonce (replay) and revocation checks"}
+STEP_SKIPPING = {
+    "authenticate": "skips the nonce (replay) and revocation checks",
+    "verify_chain": "verifies a passport path without the minimum level or revocation",
+    "verify_path": "verifies a passport path and level without revocation",
+}
 
 
 @pytest.mark.parametrize("name", sorted(STEP_SKIPPING))
 def test_step_skipping_primitives_are_not_public(name: str) -> None:
-    """``MessageVerifier.verify`` is the recipe; a primitive that skips steps of it is not public anywhere."""
+    """``MessageVerifier.verify`` and ``PassportResolver.verify_passport`` are the recipes; a primitive that skips
+    steps of them is not public anywhere: not a module's name, nor a public class's attribute."""
     for module_name in PUBLIC_MODULES:
         module = importlib.import_module(module_name)
         assert name not in getattr(module, "__all__", ()), f"{module_name} exports {name}: {STEP_SKIPPING[name]}"
         assert not hasattr(module, name), f"{module_name}.{name} is public: {STEP_SKIPPING[name]}"
+        for exported in getattr(module, "__all__", ()):
+            value = getattr(module, exported)
+            if isinstance(value, type):
+                assert not hasattr(value, name), f"{module_name}.{exported}.{name} is public: {STEP_SKIPPING[name]}"
+
+
+async def test_public_passport_verification_is_the_whole_recipe_revocation_included() -> None:
+    """Regression: ``PassportResolver.verify_passport`` was public and skipped revocation; ``mcps passport verify``
+    had to remember to call ``check_revocation`` after it. Now the public method is the recipe."""
+    from mcps.core.keys import PrivateKey  # noqa: PLC0415
+    from mcps.identity.anchors import TrustAnchor, TrustAnchors  # noqa: PLC0415
+    from mcps.identity.levels import TrustLevel  # noqa: PLC0415
+    from mcps.identity.passports import issue_passport  # noqa: PLC0415
+    from mcps.identity.resolver import PassportResolver  # noqa: PLC0415
+    from mcps.identity.revocation import MemoryRevocationStore, RevocationKey  # noqa: PLC0415
+
+    now, issuer, agent = 1_763_683_200, PrivateKey.generate(), PrivateKey.generate()
+    token = issue_passport(
+        issuer, iss="urn:test:issuer", sub="agent-1", agent_key=agent.public_key, level=TrustLevel.L3, now=now, ttl=3600
+    )
+    revocations = MemoryRevocationStore()
+    resolver = PassportResolver(
+        anchors=TrustAnchors([TrustAnchor(issuer.public_key, TrustLevel.L3)]),
+        audience="urn:test",
+        revocations=revocations,
+    )
+    assert (await resolver.verify_passport(token, None, now=now)).agent.agent_id == "agent-1"
+    await revocations.revoke(RevocationKey.local("sub", "agent-1"), now=now)
+    with pytest.raises(McpsError) as caught:
+        await resolver.verify_passport(token, None, now=now)
+    assert caught.value.code is ErrorCode.REVOKED
 
 
 def _imported_after(statement: str) -> list[str]:

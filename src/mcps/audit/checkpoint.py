@@ -144,7 +144,10 @@ def open_note(note: str | bytes, name: str, key: PublicKey) -> str:
     lines = signatures[:-1].split("\n")
     if len(lines) > _MAX_SIGNATURES:
         raise _bad("too many signatures")
-    wanted = key_hash(name, key)
+    try:
+        wanted = key_hash(name, key)
+    except ValueError as exc:  # a name read from an evidence file, say: a refusal like any other, not a crash
+        raise _bad("the log name is not a key name (empty, or holding whitespace or '+')") from exc
     verified = False
     other_keys: list[bytes] = []
     for line in lines:

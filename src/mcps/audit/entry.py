@@ -12,12 +12,11 @@ b64u(H(JCS(value))), see :func:`json_hash`) and carries the values themselves on
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
-from mcps.core.canonical import canonicalize
+from mcps.core.canonical import canonicalize, parse_canonical
 from mcps.core.encoding import b64u_encode, is_b64u
 from mcps.core.errors import ErrorCode, McpsError
 
@@ -137,8 +136,13 @@ def build_entry(event: AuditEvent, *, index: int, prev: bytes | None, time_ms: i
 
 
 def parse_entry(data: bytes) -> dict[str, Any]:
-    """Parse stored entry bytes; raises ``ValueError`` when they are not a JSON object with its log members."""
-    entry = json.loads(data)
+    """Parse stored entry bytes; raises ``ValueError`` unless they are exactly ``JCS`` of a JSON object with its log
+    members (SPEC §8.1): bytes that are not their own canonical form (duplicate members, other spellings, whitespace)
+    hash to a leaf no evidence can reproduce, and nesting too deep to read is refused like any other defect."""
+    try:
+        entry = parse_canonical(data)
+    except McpsError as exc:
+        raise ValueError(f"entry is not canonical JSON: {exc.diagnostics()}") from exc
     if not isinstance(entry, dict):
         raise ValueError("entry is not a JSON object")  # noqa: TRY004 - one error type for every bad entry
     version, index, time_ms = entry.get("v"), entry.get("index"), entry.get("time")

@@ -15,11 +15,11 @@ it names the same log, index and leaf. It returns a :class:`VerifiedEvidence` or
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 from mcps.audit.checkpoint import Checkpoint, open_checkpoint
+from mcps.audit.entry import parse_entry
 from mcps.audit.log import AuditLog, Receipt
 from mcps.audit.merkle import leaf_hash, verify_inclusion
 from mcps.core.canonical import canonicalize
@@ -55,13 +55,17 @@ async def build_evidence(log: AuditLog, index: int) -> dict[str, Any]:
     rows = await log.entries(index, index + 1)
     if len(rows) != 1:
         raise McpsError(ErrorCode.AUDIT_INVALID, "audit log is corrupt", detail=f"entry {index} is missing")
+    try:
+        entry = parse_entry(rows[0].data)
+    except ValueError as exc:
+        raise McpsError(ErrorCode.AUDIT_INVALID, "audit log is corrupt", detail=f"entry {index}: {exc}") from exc
     proof = await log.inclusion_proof(index, checkpoint.size)
     evidence = {
         "type": EVIDENCE_TYPE,
         "v": 1,
         "log": log.origin,
         "index": index,
-        "entry": json.loads(rows[0].data),
+        "entry": entry,
         "proof": [b64u_encode(h) for h in proof],
         "checkpoint": checkpoint.note,
     }

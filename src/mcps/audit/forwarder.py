@@ -23,6 +23,7 @@ from mcps.audit.entry import parse_entry
 from mcps.audit.log import StoredEntry
 from mcps.audit.siem import safe_syslog_name, syslog_line
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.strict import parse_message
 from mcps.stores.files import replace_atomically
 
 __all__ = ["EntryReader", "SyslogForwarder", "frame", "read_state", "write_state"]
@@ -44,8 +45,8 @@ def read_state(path: Path) -> int:
     except FileNotFoundError:
         return 0
     try:
-        state = json.loads(raw)
-    except ValueError:
+        state = parse_message(raw)  # strictly: a nested or duplicated state file is unreadable, not a RecursionError
+    except McpsError:
         state = None
     value = state.get(_STATE_KEY) if isinstance(state, dict) else None
     if type(value) is not int or value < 0:

@@ -38,6 +38,7 @@ from mcps.audit.log import (
 from mcps.audit.merkle import EMPTY_ROOT, consistency_proof, inclusion_proof
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PrivateKey, PublicKey
+from mcps.core.strict import parse_message
 
 __all__ = ["SqlAuditLog"]
 
@@ -46,6 +47,21 @@ READ_CHUNK: Final = 20_000
 
 def unavailable(detail: str) -> McpsError:
     return McpsError(ErrorCode.STORE_UNAVAILABLE, "audit log is unavailable", detail=detail)
+
+
+def _binary(value: Any) -> bytes:
+    """A stored hash or entry column. One that a holder of the database filled with something else than bytes
+    (text, a number) is a corrupt log, not a ``TypeError`` (nor, for a number, a run of zero bytes)."""
+    if not isinstance(value, bytes | memoryview):
+        raise McpsError(ErrorCode.AUDIT_INVALID, "audit log is corrupt", detail="a stored hash or entry is not binary")
+    return bytes(value)
+
+
+def _stored_entry(row: Any) -> StoredEntry:
+    index, leaf, data = row
+    if type(index) is not int:
+        raise McpsError(ErrorCode.AUDIT_INVALID, "audit log is corrupt", detail="a stored index is not an integer")
+    return StoredEntry(index, _binary(leaf), _binary(data))
 
 
 class SqlAuditLog:
@@ -146,7 +162,7 @@ class SqlAuditLog:
         if not meta:
             raise unavailable("no audit log has been created in this database")
         try:
-            self._public = PublicKey.from_jwk(json.loads(meta["public_key"]))
+            self._public = PublicKey.from_jwk(parse_message(str(meta["public_key"]).encode("utf-8")))
             self._origin = self._origin or meta["origin"]
         except (KeyError, ValueError, McpsError) as exc:
             raise McpsError(ErrorCode.AUDIT_INVALID, "audit log is corrupt", detail="bad log metadata") from exc
@@ -261,20 +277,20 @@ class SqlAuditLog:
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         rows = self._query("SELECT leaf FROM {entries} WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
-        return [bytes(r[0]) for r in rows]
+        return [_binary(r[0]) for r in rows]
 
     def stored_nodes(self, level: int, start: int, end: int) -> list[bytes]:
         rows = self._query(
             "SELECT hash FROM {nodes} WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx", (level, start, end)
         )
-        return [bytes(r[0]) for r in rows]
+        return [_binary(r[0]) for r in rows]
 
     def read_entries(self, start: int, end: int) -> list[StoredEntry]:
         with self._read_lock:
             rows = self._query(
                 "SELECT idx, leaf, entry FROM {entries} WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
             )
-        return [StoredEntry(r[0], bytes(r[1]), bytes(r[2])) for r in rows]
+        return [_stored_entry(row) for row in rows]
 
     def latest_checkpoint(self) -> Checkpoint:
         """The latest stored checkpoint, verified against the log's key."""

@@ -7,7 +7,8 @@
 kind            what was found
 ==============  =================================================================================================
 modified        an entry's bytes do not hash to its stored leaf, to the next entry's ``prev``, or (with every
-                row rewritten consistently) to the signed root of the batch that holds it; or it is not an entry
+                row rewritten consistently) to the signed root of the batch that holds it; or they are not
+                exactly the JCS of an entry (SPEC §8.1), which no evidence could prove
 deleted         an index is missing: a gap in the rows, or an entry whose ``index`` is ahead of its position
 reordered       like *deleted*, but the missing entry appears later in the log
 inserted        an entry claims an index already taken, or entries exist that no checkpoint covers (not even one
@@ -46,7 +47,7 @@ import orjson
 
 from mcps.audit.checkpoint import Checkpoint, NoteSignedByAnotherKey, open_checkpoint
 from mcps.audit.entry import ENTRY_VERSION, parse_entry
-from mcps.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash, node_hash
+from mcps.audit.merkle import EMPTY_ROOT, CompactRange, leaf_hash, node_hash
 from mcps.core.encoding import b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PublicKey
@@ -55,6 +56,7 @@ __all__ = ["AuditLogDefect", "Defect", "DefectKind", "LogSource", "VerifiedLog",
 
 LOOKAHEAD: Final = 10_000
 """How far ahead a missing index is searched for, to tell *reordered* from *deleted*."""
+_BINARY: Final = (bytes, memoryview)
 
 
 class DefectKind(enum.StrEnum):
@@ -146,7 +148,7 @@ def _open_checkpoints(rows: list[tuple[Any, Any]], key: PublicKey, origin: str) 
 def _find_index(rows: Iterator[tuple[Any, Any, Any]], wanted: int) -> bool:
     for _, _, data in itertools.islice(rows, LOOKAHEAD):
         try:
-            if isinstance(data, bytes | memoryview) and parse_entry(bytes(data))["index"] == wanted:
+            if isinstance(data, _BINARY) and parse_entry(bytes(data))["index"] == wanted:
                 return True
         except ValueError:
             continue
@@ -270,7 +272,7 @@ def _chunk_is_plain(chunk: list[tuple[Any, Any, Any]], walk: _Walk) -> list[byte
             expected[43::44] = b"." * (len(leaves) - 1)
             if ".".join(prevs[1:]) + "." != expected.translate(_TO_URLSAFE).decode("ascii"):
                 return None
-    except (msgspec.MsgspecError, orjson.JSONEncodeError, KeyError, TypeError, ValueError):
+    except (msgspec.MsgspecError, orjson.JSONEncodeError, KeyError, TypeError, ValueError, RecursionError):
         return None
     return leaves
 
@@ -358,9 +360,9 @@ def _scan_rows(
         pos = walk.pos
         if idx != pos:
             return _missing(pos, itertools.chain([(idx, stored_leaf, raw)], rows), f"row {idx} follows")
-        if not isinstance(raw, bytes | memoryview) or not isinstance(stored_leaf, bytes | memoryview):
+        if not isinstance(raw, _BINARY) or not isinstance(stored_leaf, _BINARY):
             return Defect(pos, DefectKind.MODIFIED, "stored entry or leaf is not binary")
-        data = bytes(raw)
+        data = raw if type(raw) is bytes else bytes(raw)
         leaf = leaf_hash(data)
         try:
             entry = parse_entry(data)
@@ -375,13 +377,12 @@ def _scan_rows(
                 return Defect(pos, DefectKind.INSERTED, f"the entry at position {pos} is a copy of entry {claimed}")
             detail = f"the entry at position {pos} claims index {claimed}: {back} entries inserted before it"
             return Defect(claimed, DefectKind.INSERTED, detail)
-        expected_prev = None if walk.prev is None else b64u_encode(walk.prev)
-        if entry["prev"] != expected_prev:
+        if entry["prev"] != (None if walk.prev is None else b64u_encode(walk.prev)):
             bad = max(pos - 1, 0)
             return Defect(bad, DefectKind.MODIFIED, f"entry {pos}'s prev is not the leaf of entry {bad}")
-        if bytes(stored_leaf) != leaf or len(leaf) != HASH_SIZE:
+        if stored_leaf != leaf:  # a memoryview compares by content
             return Defect(pos, DefectKind.MODIFIED, "entry bytes do not hash to the stored leaf")
-        tree.append(leaf)
+        tree.push(leaf)
         recent.append(leaf)
         walk.prev = leaf
         walk.pos = pos = pos + 1

@@ -11,9 +11,11 @@ Every inbound message becomes exactly one :class:`Inbound` decision:
 * ``deliver`` — verified; hand it to the SDK (with the :class:`~mcps.bindings.caller.Caller` for requests);
 * ``reply`` — a refused request: write this signed JSON-RPC error (same id, MCPS code) back to the peer. The
   SDK never sees the request, so no tool runs, and the peer is answered instead of left waiting;
-* ``deliver`` of a local error (``local``) — a refused response to one of our requests: the SDK gets a JSON-RPC
+* ``deliver`` of a local error (``local``) — one of our requests ends refused: its answer failed during the
+  handshake, or was an unverifiable refusal (:meth:`SecureChannel._refuse_response`); the SDK gets a JSON-RPC
   error for that id (the MCPS code, never the forged content), so the waiting caller fails instead of hanging;
-* nothing — a refused notification, or a response to nothing outstanding: dropped and logged.
+* nothing — a refused notification, a response that fails once the peer is verified (its request waits on for a
+  verified answer: an injected frame ends nothing), or a response to nothing outstanding: dropped and logged.
 
 Hop members (``mcps/via``, ``mcps/grant``) lie outside every signature: :func:`_without_hop_members` removes them
 from whatever is delivered, after a required or carried grant was checked (SPEC.md §9.8).
@@ -37,7 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from mcps.bindings.caller import Caller
 from mcps.bindings.grants import GrantRequirement
@@ -59,16 +61,16 @@ from mcps.core.envelope import (
 )
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.fastpath import parse
-from mcps.core.keys import PrivateKey
+from mcps.core.keys import KeyId, PrivateKey, PublicKey
 from mcps.core.strict import DEFAULT_LIMITS, MAX_SAFE_INTEGER, Limits
 from mcps.core.tools import sign_tool
 from mcps.identity.passports import parse_passport
 from mcps.identity.resolver import PASSPORT_KEY, AgentPublicKey, PassportResolver, attach_passport
 from mcps.policy import Policy
 from mcps.stores.nonces import NonceStore
-from mcps.verifier import MessageSigner, MessageVerifier, VerifiedMessage
+from mcps.verifier import HopTrust, MessageSigner, MessageVerifier, VerifiedMessage
 
-__all__ = ["UNVERIFIABLE_REFUSAL_KEY", "ChannelSecurity", "Inbound", "SecureChannel", "echoable_id"]
+__all__ = ["UNVERIFIABLE_REFUSAL_KEY", "ChannelSecurity", "Inbound", "SecureChannel", "echoable_id", "request_key"]
 
 logger = logging.getLogger("mcps.bindings")
 
@@ -101,7 +103,9 @@ class ChannelSecurity:
     passports. ``passport`` (and ``chain``) is this end's own passport, attached to every message it signs; its
     ``cnf`` key must be ``key``. ``grants`` makes a server require per-call grants (:mod:`mcps.bindings.grants`).
     ``policy`` (a :class:`~mcps.policy.Policy` or a :class:`~mcps.bindings.policy.PolicyGate`) decides each verified
-    request and filters ``tools/list`` answers (:mod:`mcps.bindings.policy`).
+    request and filters ``tools/list`` answers (:mod:`mcps.bindings.policy`). ``gateways`` are the intermediaries
+    this end trusts to countersign what they forward (SPEC.md §12.4): their hop records are verified, a grant must
+    be the one the last hop attached, and — with ``required`` — every message must have come through one.
     """
 
     key: PrivateKey
@@ -112,6 +116,7 @@ class ChannelSecurity:
     chain: tuple[str, ...] = ()
     grants: GrantRequirement | None = None
     policy: PolicyGate | Policy | None = None
+    gateways: HopTrust | None = None
     limits: Limits = DEFAULT_LIMITS
     lifetime: int = DEFAULT_LIFETIME
     max_skew: int = DEFAULT_SKEW
@@ -193,6 +198,12 @@ class SecureChannel:
     filtered by it and each ``tools/call`` checked by it before sending (a refusal raises :class:`McpsError`).
     """
 
+    failed_answer_ends_request: ClassVar[bool] = False
+    """Whether a response that fails still ends the wait for its request after the handshake (it does not, by
+    default: :meth:`_refuse_response`). True for the clients of :mod:`mcps.bindings.http_client` and
+    :class:`~mcps.bindings.SignedTransport`, whose inner SDK transport answers a failed exchange with an unsigned
+    error of its own, and on which nobody but the server (or whoever holds the exchange) writes."""
+
     def __init__(self, security: ChannelSecurity, *, peer: str | None, tools: ToolGuard | None = None) -> None:
         self._security = security
         self._signer = MessageSigner(security.key, lifetime=security.lifetime, clock=security.clock)
@@ -203,6 +214,7 @@ class SecureChannel:
             limits=security.limits,
             max_skew=security.max_skew,
             clock=security.clock,
+            hops=security.gateways,
         )
         self._peer = peer
         self._learn_peer = peer is None
@@ -259,7 +271,13 @@ class SecureChannel:
             caller = self._admit(verified.kid, verified)
             if self._security.grants is not None and message["method"] == "tools/call":
                 # The grant as received (a hop member): checked here, handed on only as the caller's grant.
-                grant = await self._security.grants.check(message, sender=caller.identity, now=self._security.clock())
+                hops = verified.hops
+                grant = await self._security.grants.check(
+                    message,
+                    sender=(caller.identity, caller.kid),
+                    issuer=hops[-1].kid if hops else None,
+                    now=self._security.clock(),
+                )
                 caller = dataclasses.replace(caller, grant=grant)
             if self._security.policy is not None:  # MCPS-009, 010, 016 or 030: the handler never runs
                 gate = as_gate(self._security.policy)
@@ -279,33 +297,94 @@ class SecureChannel:
         except McpsError as error:
             return self._drop(error)
         if message["method"] == "notifications/cancelled":  # the SDK will never answer that request
-            cancelled = (message.get("params") or {}).get("requestId")
-            if isinstance(cancelled, str | int):
+            params = message.get("params")
+            cancelled = request_key(params.get("requestId") if isinstance(params, dict) else None)
+            if cancelled is not None:  # `true` is not request 1 (True == 1 as a dict key in Python)
                 self._answers.pop(cancelled, None)
         if self._tools is not None:
             self._tools.notification(message)
         return Inbound(deliver=verified.message, caller=caller)
 
     async def _receive_response(self, message: dict[str, Any]) -> Inbound:
-        request_id = message.get("id")
-        request_sig = self._awaiting.pop(request_id, None) if isinstance(request_id, str | int) else None
-        if request_sig is None or not isinstance(request_id, str | int):
-            orphan = McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {_shown(request_id)} awaiting")
+        """A response ends the wait for its request only once it verifies, bound to that request (SPEC.md §9.1).
+
+        Once the peer is verified, one that fails — unsigned, forged, bound to another request, replayed, from
+        another key — is dropped and logged, and the request still waits for its genuine answer: otherwise anyone
+        who can inject a frame with a pending id (or ``true`` for id 1) could cancel any request. Two exceptions
+        (:meth:`_refuse_response`): before anything from the peer has verified, and an unverifiable refusal, an
+        error signed by the peer's own key (:meth:`_signed_by_peer`), which ends the request with MCPS-012.
+        """
+        request_id = request_key(message.get("id"))
+        request_sig = self._awaiting.get(request_id) if request_id is not None else None
+        if request_id is None or request_sig is None:
+            orphan = McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail=f"no request {_shown(message.get('id'))} awaiting")
             return self._drop(orphan)
-        listing = request_id in self._listings
-        self._listings.discard(request_id)
         try:
             verified = _without_hop_members(await self._verifier.verify_parsed(message, in_reply_to=request_sig))
-            self._admit(verified.kid, verified)
-            delivered = verified.message
-            if listing and self._tools is not None and "result" in delivered:
-                delivered = self._tools.filter_result(delivered, verified.key)
+            if not verified.gateway_made:  # a gateway's refusal or filtered listing does not make it the peer
+                self._admit(verified.kid, verified)
+            tool_key = verified.key
+            if verified.gateway_made and "result" in verified.message:
+                if request_id not in self._listings:  # a gateway may refuse and filter for the server, not answer
+                    raise McpsError(ErrorCode.UNKNOWN_KEY, "a gateway may not answer for this server")
+                tool_key = self._tool_key(message, verified.key)
         except McpsError as error:
-            _log_refusal(error, "response", request_id)
             if error.code in _UNBOUND and message_kind(message) is MessageKind.ERROR and self._signed_by_peer(message):
+                _log_refusal(error, "response", request_id)
+                self._forget_request(request_id)
                 return self._unverifiable_refusal(request_id, error)
-            return _local_error(request_id, error)
+            return self._refuse_response(request_id, error)
+        if self._awaiting.get(request_id) != request_sig:  # answered or cancelled while this one was verified
+            return self._drop(McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail="request no longer awaiting"))
+        listing = self._forget_request(request_id)  # verified: this is the answer, whatever the guard says of it
+        delivered = verified.message
+        if listing and self._tools is not None and "result" in delivered:
+            try:
+                delivered = self._tools.filter_result(delivered, tool_key)
+            except McpsError as error:  # e.g. tools is not a list: the listing fails with MCPS-008
+                _log_refusal(error, "response", request_id)
+                return _local_error(request_id, error)
         return Inbound(deliver=delivered)
+
+    def _tool_key(self, message: dict[str, Any], gateway_key: PublicKey) -> PublicKey:
+        """The server's own key for the tools of a listing a gateway filtered and re-signed (SPEC.md §12.4a): each
+        tool keeps the server's ``mcps/tool-sig``, whose key is resolved through the server's trust. When it cannot
+        be (or the tools name none), the gateway's key is returned, which verifies no tool: every tool is blocked."""
+        tools = (message.get("result") or {}).get("tools")
+        first = tools[0] if isinstance(tools, list) and tools and isinstance(tools[0], dict) else {}
+        block = (first.get("_meta") or {}).get("mcps/tool-sig") if isinstance(first.get("_meta"), dict) else None
+        kid = block.get("kid") if isinstance(block, dict) else None
+        if not isinstance(kid, str) or not is_b64u(kid, min_bytes=32, max_bytes=32):
+            return gateway_key
+        try:
+            return self._security.trusted.resolve(KeyId(kid), message, now=self._security.clock())
+        except McpsError as error:
+            _log_refusal(error, "listing's tool key", message.get("id"))
+            return gateway_key
+
+    def _forget_request(self, request_id: RequestId) -> bool:
+        """Our request ``request_id`` is answered: stop waiting. Returns whether it was a ``tools/list``."""
+        self._awaiting.pop(request_id, None)
+        listing = request_id in self._listings
+        self._listings.discard(request_id)
+        return listing
+
+    def _refuse_response(self, request_id: RequestId, error: McpsError) -> Inbound:
+        """A response to our pending request ``request_id`` that failed (SPEC.md §9.1, "Responses that fail").
+
+        Once a message of the peer has verified on this connection, it is dropped and logged and the request waits
+        on (over HTTP the POST that carried it is answered with a refusal, :class:`~mcps.bindings.http._HttpChannel`).
+        Before that — the handshake, which only a client has in flight, on a connection only its server writes
+        to — it fails the request at once with its code: a wrong pinned key, or a process that is no mcps server,
+        must not leave ``initialize`` waiting forever, and nothing verified is there yet to protect. A channel
+        whose every inbound message comes back on an exchange of its own, or is made up by the SDK's transport for
+        a request whose exchange failed (:attr:`failed_answer_ends_request`), fails the request in every case.
+        """
+        if self._peer_signer is None or self.failed_answer_ends_request:
+            self._forget_request(request_id)
+            _log_refusal(error, "response", request_id)
+            return _local_error(request_id, error)
+        return self._drop(error, "response", request_id)
 
     def _signed_by_peer(self, message: dict[str, Any]) -> bool:
         """Whether ``message`` carries a well-formed block, in its time window, whose signature verifies with a key
@@ -367,11 +446,10 @@ class SecureChannel:
         if _looks_like_request(salvaged):
             return self._refuse_request(salvaged, error)
         request_id = echoable_id(salvaged.get("id"))
-        if "method" not in salvaged and request_id is not None and self._awaiting.pop(request_id, None) is not None:
-            # A response to one of our requests that cannot be read: that request fails now, with the code.
-            self._listings.discard(request_id)
-            _log_refusal(error, "response", request_id)
-            return _local_error(request_id, error)
+        if "method" not in salvaged and request_id is not None and request_id in self._awaiting:
+            # A response to one of our requests that cannot be read: dropped, and the request waits on for one
+            # that verifies (an injected frame must not end it).
+            return self._refuse_response(request_id, error)
         return self._drop(error)
 
     def _refuse_request(self, message: dict[str, Any], error: McpsError) -> Inbound:
@@ -392,9 +470,8 @@ class SecureChannel:
         refusal = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
         return Inbound(reply=self._sign(refusal, audience=audience, in_reply_to=bound_to))
 
-    @staticmethod
-    def _drop(error: McpsError) -> Inbound:
-        _log_refusal(error, "message", None)
+    def _drop(self, error: McpsError, what: str = "message", request_id: object = None) -> Inbound:
+        _log_refusal(error, what, request_id)
         return _DROP
 
     # --- outbound -----------------------------------------------------------------------------------------------
@@ -403,9 +480,9 @@ class SecureChannel:
         """Sign one outbound message from the SDK, or return ``None`` (logged) when it cannot be sent safely."""
         kind = message_kind(message)
         if kind.is_response:
-            request_id = message.get("id")
-            answer = self._answers.get(request_id) if isinstance(request_id, str | int) else None
-            if answer is None or not isinstance(request_id, str | int):
+            request_id = request_key(message.get("id"))
+            answer = self._answers.get(request_id) if request_id is not None else None
+            if answer is None or request_id is None:
                 logger.error("mcps: not sending a response to %s: no verified request with that id", _shown(request_id))
                 return None
             if answer.method == "tools/list" and kind is MessageKind.RESULT:
@@ -442,10 +519,10 @@ class SecureChannel:
         if kind is MessageKind.REQUEST:
             self._awaiting[message["id"]] = signed["params"]["_meta"][SIG_KEY]["sig"]
         elif message["method"] == "notifications/cancelled":  # we stopped waiting for that answer
-            cancelled = (message.get("params") or {}).get("requestId")
-            if isinstance(cancelled, str | int):
-                self._awaiting.pop(cancelled, None)
-                self._listings.discard(cancelled)
+            params = message.get("params")
+            cancelled = request_key(params.get("requestId") if isinstance(params, dict) else None)
+            if cancelled is not None:
+                self._forget_request(cancelled)
         return signed
 
     def _sign(self, message: dict[str, Any], *, audience: str, in_reply_to: str | None = None) -> dict[str, Any]:
@@ -488,6 +565,16 @@ def _without_hop_members(verified: VerifiedMessage) -> VerifiedMessage:
     """
     message = without_hop_members(verified.message)
     return verified if message is verified.message else dataclasses.replace(verified, message=message)
+
+
+def request_key(value: object) -> RequestId | None:
+    """``value`` when it is a JSON-RPC request id — a string or an integer, never a boolean — else ``None``.
+
+    Every table keyed by request id goes through this: in Python ``True == 1`` and ``hash(True) == hash(1)``, so a
+    peer's ``true`` would otherwise find, answer or cancel request 1.
+    """
+    kind = type(value)
+    return value if kind is str or kind is int else None  # type: ignore[return-value]
 
 
 def echoable_id(value: object) -> str | int | None:

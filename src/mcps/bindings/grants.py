@@ -25,11 +25,12 @@ reaches the SDK or the tool: the channel removes hop members before delivery (SP
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mcps.core.envelope import GRANT_KEY
+from mcps.core.keys import KeyId
 from mcps.identity.grants import GrantVerifier, VerifiedGrant
 
 __all__ = ["GrantRequirement"]
@@ -50,7 +51,9 @@ class GrantRequirement:
         """Whether a call to ``tool`` must carry a grant (a call without a string name always must)."""
         return self.tools is None or not isinstance(tool, str) or tool in self.tools
 
-    async def check(self, request: Mapping[str, Any], *, sender: str, now: float) -> VerifiedGrant | None:
+    async def check(
+        self, request: Mapping[str, Any], *, sender: str | Collection[str], issuer: KeyId | None = None, now: float
+    ) -> VerifiedGrant | None:
         """The verified grant of a verified ``tools/call`` from ``sender``; ``None`` when none is needed or sent.
 
         Raises :class:`~mcps.core.errors.McpsError` when a required grant is missing or a grant is not valid.
@@ -60,4 +63,4 @@ class GrantRequirement:
         carried = isinstance(meta, dict) and GRANT_KEY in meta
         if not carried and not self.required_for(params.get("name") if isinstance(params, dict) else None):
             return None
-        return await self.verifier.verify_request(request, agent=sender, now=now)  # MCPS-017 when missing
+        return await self.verifier.verify_request(request, agent=sender, issuer=issuer, now=now)  # 017 when missing

@@ -39,7 +39,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcps.bindings.caller import bound_caller
-from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel
+from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel, request_key
 from mcps.bindings.sse import SseRewriter
 from mcps.core.envelope import message_kind
 from mcps.core.errors import ErrorCode, McpsError
@@ -95,7 +95,7 @@ class _HttpChannel(SecureChannel):
         _REFUSED_MESSAGE.set(message)  # per ASGI task: what a refusal from `_drop` answers
         return await super().receive(message)
 
-    def _drop(self, error: McpsError) -> Inbound:  # type: ignore[override]
+    def _drop(self, error: McpsError, what: str = "message", request_id: object = None) -> Inbound:
         message = _REFUSED_MESSAGE.get({})
         if "method" not in message or "id" not in message:  # answer with id null, addressed as the sender claims
             message = {key: value for key, value in message.items() if key != "id"}
@@ -175,8 +175,8 @@ class McpsHttpMiddleware:
             return
         delivered = _replaying(decision.deliver, receive)
         if decision.local:
-            # A refused response to one of our requests: the SDK gets the local error (its waiting request fails
-            # instead of hanging), the client gets the signed refusal.
+            # One of our requests ends refused (an unverifiable refusal): the SDK gets the local error (its waiting
+            # request fails instead of hanging), the client gets the signed refusal.
             await self.app(_with_length(scope, delivered.length), delivered, _discard)
             await _send_json(send, 400, channel.refusal(_local_error(decision.deliver)))
             return
@@ -229,7 +229,7 @@ class _SigningSend:
     def __init__(self, send: Send, channel: SecureChannel, request_id: Any, on_start: _StartHook) -> None:
         self._send = send
         self._channel = channel
-        self._request_id = request_id if isinstance(request_id, str | int) else None
+        self._request_id = request_key(request_id)  # never a bool: `true` is not request 1
         self._on_start = on_start
         self._start: Message | None = None
         self._mode = "raw"
@@ -295,9 +295,9 @@ class _SigningSend:
             logger.error("mcps: not sending a message the MCP app produced: %s", error.diagnostics())  # noqa: TRY400
             return None
 
-    def _sign_data(self, data: str | None) -> str | None:
-        if data is None:
-            logger.error("mcps: not sending an SSE event over the size limit")
+    def _sign_data(self, data: str | McpsError) -> str | None:
+        if isinstance(data, McpsError):  # over the size limit, or not UTF-8: nothing that could be signed as sent
+            logger.error("mcps: not sending an SSE event the MCP app wrote: %s", data.diagnostics())
             return None
         signed = self._sign(_json_or_none(data))
         return None if signed is None else _encode(signed).decode("ascii")

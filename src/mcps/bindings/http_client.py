@@ -27,13 +27,13 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
 
 from mcps.bindings._sdk import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT, TransportStreams
-from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel
+from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel, request_key
 from mcps.bindings.sse import SseRewriter
 from mcps.bindings.streams import secure_message_streams
 from mcps.bindings.tools import ToolGuard
@@ -62,14 +62,14 @@ class StrictResponses(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         request.headers["accept-encoding"] = "identity"  # parse the bytes as sent, not a compressed form
         response = await self._inner.handle_async_request(request)
-        media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        kind = _body_kind(response.headers.get("content-type", ""))
         headers = [
             (key, value)
             for key, value in response.headers.multi_items()
             if key.lower() not in ("content-length", "transfer-encoding")
         ]
         request_id = _request_id(request)
-        if media == "application/json":
+        if kind == "json":
             body = await self._read(response, request_id)
             return httpx2.Response(
                 response.status_code,
@@ -78,7 +78,7 @@ class StrictResponses(httpx2.AsyncBaseTransport):
                 request=request,
                 extensions=response.extensions,
             )
-        if media == "text/event-stream":
+        if kind == "sse":
             stream = _StrictEvents(response, SseRewriter(self._checker(request_id), max_bytes=self._limits.max_bytes))
             return httpx2.Response(
                 response.status_code, headers=headers, stream=stream, request=request, extensions=response.extensions
@@ -102,11 +102,11 @@ class StrictResponses(httpx2.AsyncBaseTransport):
         return bytes(body)
 
     def _checker(self, request_id: RequestId | None) -> Any:
-        def check(data: str | None) -> str | None:
+        def check(data: str | McpsError) -> str | None:
             try:
-                if data is None:
-                    raise McpsError(ErrorCode.MESSAGE_TOO_LARGE)
-                parsed = parse_message(data.encode("utf-8", errors="surrogatepass"), self._limits)
+                if isinstance(data, McpsError):  # over the size limit (MCPS-018), or not UTF-8 (MCPS-019)
+                    raise data
+                parsed = parse_message(data.encode("utf-8"), self._limits)
             except McpsError as error:
                 replaced = self._refuse(request_id, error)
                 return replaced.decode("ascii") if replaced else None
@@ -146,7 +146,14 @@ class _StrictEvents(httpx2.AsyncByteStream):
 
 
 class _HttpClientChannel(SecureChannel):
-    """Fails a request whose response body :class:`StrictResponses` refused, with that refusal's code."""
+    """Fails a request whose response body :class:`StrictResponses` refused, with that refusal's code.
+
+    Every message it receives came back in an HTTP response to a request of this client — written by the server,
+    or by whoever controls that exchange and could withhold the answer anyway — or was made up by the SDK's
+    transport for a request whose exchange failed: so a response that fails ends its request (SPEC.md §9.5.5).
+    """
+
+    failed_answer_ends_request = True
 
     def __init__(
         self, security: ChannelSecurity, peer: str, tools: ToolGuard | None, refused: dict[RequestId, McpsError]
@@ -155,13 +162,31 @@ class _HttpClientChannel(SecureChannel):
         self._refused = refused
 
     async def receive(self, message: dict[str, Any]) -> Inbound:
-        request_id = message.get("id")
-        if "method" not in message and isinstance(request_id, str | int) and request_id in self._refused:
+        request_id = request_key(message.get("id"))  # never a bool: `true` is not request 1
+        if "method" not in message and request_id is not None and request_id in self._refused:
             error = self._refused.pop(request_id)
-            if self._awaiting.pop(request_id, None) is not None:
+            if request_id in self._awaiting:
+                self._forget_request(request_id)
                 local = {"jsonrpc": "2.0", "id": request_id, "error": error.to_jsonrpc_error()}
                 return Inbound(deliver=local, local=True)
         return await super().receive(message)
+
+
+def _body_kind(content_type: str) -> Literal["json", "sse"] | None:
+    """How the SDK will read a response body with this ``Content-Type``, decided as the readers above decide, so
+    that nothing the SDK parses escapes the strict parse: ``mcp.client.streamable_http`` takes any header whose
+    lower-cased text *starts with* ``application/json`` (``application/jsonx``, ``application/json, text/html``)
+    as JSON and one starting with ``text/event-stream`` as SSE; ``httpx2.EventSource`` takes the media type before
+    ``;``, stripped and lower-cased. A header either reads as JSON or SSE is parsed strictly as that here; any
+    other body is read by no JSON parser of the SDK (it reports an unexpected content type) and is passed on.
+    """
+    lowered = content_type.lower()
+    media = lowered.partition(";")[0].strip()
+    if lowered.startswith("application/json") or media == "application/json":
+        return "json"
+    if lowered.startswith("text/event-stream") or media == "text/event-stream":
+        return "sse"
+    return None
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -178,7 +203,7 @@ def _request_id(request: httpx2.Request) -> RequestId | None:
     except (ValueError, httpx2.RequestNotRead):
         return None
     request_id = posted.get("id") if isinstance(posted, dict) and "method" in posted else None
-    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+    return request_key(request_id)
 
 
 @asynccontextmanager

@@ -49,6 +49,13 @@ _EXIT_TIMEOUT: Final = 2.0
 """Seconds a server gets to exit after its stdin closes, then again after SIGTERM, before SIGKILL."""
 
 
+class _ExchangeChannel(SecureChannel):
+    """The channel of a :class:`SignedTransport`: its inner SDK transport (``streamable_http_client``…) makes up an
+    unsigned error for a request whose exchange failed, which must end that request (SPEC.md §9.1)."""
+
+    failed_answer_ends_request = True
+
+
 class SignedTransport:
     """Wrap any SDK client transport (e.g. ``streamable_http_client(url)``): sign out, verify in.
 
@@ -61,7 +68,7 @@ class SignedTransport:
     ) -> None:
         self._inner = inner
         guard = tools if tools is not None else ToolGuard.session_pins(server_identity)
-        self._channel = SecureChannel(security, peer=server_identity, tools=guard)
+        self._channel = _ExchangeChannel(security, peer=server_identity, tools=guard)
         self._streams: AbstractAsyncContextManager[TransportStreams] | None = None
 
     async def __aenter__(self) -> TransportStreams:

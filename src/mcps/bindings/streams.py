@@ -48,7 +48,7 @@ from pydantic import ValidationError
 
 from mcps.bindings._sdk import ReadStream, WriteStream
 from mcps.bindings.caller import context_for
-from mcps.bindings.channel import Inbound, SecureChannel
+from mcps.bindings.channel import Inbound, SecureChannel, request_key
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.strict import canonical_numbers
 
@@ -237,7 +237,8 @@ async def _apply(
         logger.warning("mcps: verified message is not a valid MCP envelope; refused")
         request_id = decision.deliver.get("id")
         if "method" not in decision.deliver:
-            if not isinstance(request_id, str | int):
+            request_id = request_key(request_id)
+            if request_id is None:
                 return None
             local = McpsError(ErrorCode.NOT_JSONRPC, "response is not a valid MCP message")
             parsed = JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(**local.to_jsonrpc_error()))

@@ -30,7 +30,7 @@ from mcps.audit.verify import VerifiedLog, verify_log
 from mcps.cli.output import EXIT_OK, Refused, UsageError, print_json, read_stdin, stderr
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import PublicKey, load_private_key, load_public_jwk
-from mcps.core.strict import parse_message
+from mcps.core.strict import parse_file, parse_message
 
 __all__ = ["register"]
 
@@ -218,7 +218,7 @@ def cmd_check_evidence(args: argparse.Namespace) -> int:
     key = load_public_jwk(args.key)
     receipt = None
     if args.receipt is not None:
-        receipt = Receipt.from_json(json.loads(args.receipt.read_text(encoding="utf-8")))
+        receipt = Receipt.from_json(parse_file(args.receipt))  # strictly, like every JSON input (MCPS-018…025)
     try:
         verified = check_evidence(args.evidence.read_bytes(), key, receipt=receipt)
     except McpsError as exc:
@@ -238,13 +238,22 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _siem_line(row: StoredEntry, fmt: str) -> str:
-    """One stored entry as a CEF, LEEF or RFC 5424 line (:mod:`mcps.audit.siem`)."""
+def _line(row: StoredEntry, fmt: str) -> str:
+    """One stored entry as its own JCS text (``jsonl``) or a CEF, LEEF or RFC 5424 line (:mod:`mcps.audit.siem`).
+
+    Every row is read as an entry first (SPEC §8.9): bytes that are not exactly the JCS of an entry at its own index
+    stop the export (MCPS-033), so a row holding a line break and a forged entry never reaches the stream as two
+    lines. For ``jsonl`` the stored bytes are then written as they are: being JCS, they are the entry re-serialized
+    and hold no line break. (Export reads rows; it does not verify the log: ``mcps audit verify`` does.)"""
     try:
         entry = parse_entry(row.data)
+        if entry["index"] != row.index:
+            raise ValueError(f"the entry at position {row.index} claims index {entry['index']}")
     except ValueError as exc:
         error = McpsError(ErrorCode.AUDIT_INVALID, detail=f"entry {row.index} does not parse: {exc}")
         raise Refused(error) from exc
+    if fmt == "jsonl":
+        return row.data.decode("utf-8")
     if fmt == "cef":
         return cef_line(entry)
     if fmt == "leef":
@@ -252,14 +261,36 @@ def _siem_line(row: StoredEntry, fmt: str) -> str:
     return syslog_line(entry, hostname=safe_syslog_name(socket.gethostname()))
 
 
+def _read_rows(log: SqlAuditLog, start: int, end: int) -> tuple[list[StoredEntry], McpsError | None]:
+    """The stored rows from ``start`` to ``end``; when one cannot be read as a row (a column that is not binary), the
+    rows before it and the error, so that what comes before a bad row is still written."""
+    try:
+        return log.read_entries(start, end), None
+    except McpsError as exc:
+        if exc.code is not ErrorCode.AUDIT_INVALID:
+            raise
+    rows: list[StoredEntry] = []
+    for index in range(start, end):  # one at a time, up to the bad row
+        try:
+            rows += log.read_entries(index, index + 1)
+        except McpsError as exc:
+            return rows, exc
+    return rows, None
+
+
 def _print_entries(log: SqlAuditLog, start: int, fmt: str = "jsonl") -> int:
     """Print entries from ``start`` on, one line each (stored JSON or a SIEM format); return the next index."""
     while True:
-        rows = log.read_entries(start, start + 1000)
+        rows, error = _read_rows(log, start, start + 1000)
         for row in rows:
-            line = row.data.decode("utf-8") if fmt == "jsonl" else _siem_line(row, fmt)
+            try:
+                line = _line(row, fmt)
+            finally:
+                sys.stdout.flush()  # the lines before a refused row are out, complete, before the refusal
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
+        if error is not None:
+            raise Refused(error)
         if len(rows) < 1000:
             return start + len(rows)
         start += len(rows)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import time
@@ -35,6 +34,7 @@ from mcps.core.encoding import b64u_decode
 from mcps.core.envelope import PinnedKeys
 from mcps.core.errors import McpsError
 from mcps.core.keys import PrivateKey
+from mcps.core.strict import parse_message
 from mcps.identity.anchors import TrustAnchor, TrustAnchors
 from mcps.identity.chains import VerifiedAgent
 from mcps.identity.levels import TrustLevel
@@ -192,7 +192,11 @@ def passport_inspect(args: argparse.Namespace) -> int:
         parts = token.split(".")
         if len(parts) != 3:
             raise UsageError("not a compact JWS")
-        decoded.append({"header": json.loads(b64u_decode(parts[0])), "claims": json.loads(b64u_decode(parts[1]))})
+        try:  # decoded for display only, but as strictly as a verifier reads them (no RecursionError either)
+            header, claims = parse_message(b64u_decode(parts[0])), parse_message(b64u_decode(parts[1]))
+        except ValueError:
+            raise UsageError("not a compact JWS (a part is not base64url)") from None
+        decoded.append({"header": header, "claims": claims})
     print_json({"verified": False, "passports": decoded})
     stderr().print("[yellow]NOT VERIFIED[/]: decoded only; use mcps passport verify --trust ANCHORS.jwks")
     return EXIT_OK
@@ -207,8 +211,7 @@ async def _verify_passport(args: argparse.Namespace) -> VerifiedAgent:
     )
     try:
         now = time.time()
-        key = resolver.verify_passport(leaf, chain or None, now=now)
-        await resolver.check_revocation(key, now=now)
+        key = await resolver.verify_passport(leaf, chain or None, now=now)  # revocation included
     except McpsError as exc:
         raise Refused(exc) from exc
     finally:

@@ -47,13 +47,21 @@ COMMAND_MODULES: Final = (
     "mcps.cli.audit_cmd",
     "mcps.cli.pin_cmd",
     "mcps.cli.policy_cmd",
+    "mcps.cli.gateway_cmd",
+    "mcps.cli.call_cmd",
 )
 """Modules that add commands: each has ``register(subparsers) -> None``. Add one line per command group."""
 
 DISTRIBUTION: Final = "mcps-security"
 """The name mcps is installed under (``pip install mcps-security``); the package and the command are ``mcps``."""
 
-OPTIONAL_EXTRAS: Final = {"mcp": "mcp", "mcp_types": "mcp", "httpx2": "mcp", "uvicorn": "mcp"}
+OPTIONAL_EXTRAS: Final = {
+    "mcp": "mcp",
+    "mcp_types": "mcp",
+    "httpx2": "mcp",
+    "uvicorn": "mcp",
+    "aiohttp": "gateway",
+}
 """Top-level modules a command group may need that come with an extra: without them the group's commands say which
 extra to install instead of the whole CLI failing to start."""
 

@@ -56,7 +56,7 @@ from mcps.core.keys import PrivateKey, PublicKey
 from mcps.core.tools import ServerPins, ToolFinding, ToolStatus
 from mcps.stores.nonces import MemoryNonceStore
 
-__all__ = ["register"]
+__all__ = ["register", "translate_sdk_error"]
 
 DEFAULT_LOCK = Path("mcps.lock")
 DEFAULT_TIMEOUT = 30.0
@@ -256,13 +256,17 @@ def _refusal(leaf: BaseException) -> tuple[McpsError, bool] | None:
 
 
 def _translate(exc: BaseException, args: argparse.Namespace, *, connected: bool) -> BaseException:
+    where = args.url if args.url is not None else repr(args.server)
+    return translate_sdk_error(exc, where=where, timeout=args.timeout, connected=connected)
+
+
+def translate_sdk_error(exc: BaseException, *, where: str, timeout: float, connected: bool) -> BaseException:
     """The refusal (MCPS code) or usage error inside what the SDK raised; anything else unchanged.
 
     Before the handshake completes, an answer this end refused (other than one signed by an untrusted key) or a
     connection closed without an answer means the process is not an MCP server signing with mcps: that is what
     the user is told, not the code of the first refusal (``cat`` echoes the request back: MCPS-011).
     """
-    where = args.url if args.url is not None else repr(args.server)
     leaves = _leaves(exc)
     for leaf in leaves:
         if isinstance(leaf, McpsError):
@@ -278,7 +282,7 @@ def _translate(exc: BaseException, args: argparse.Namespace, *, connected: bool)
         )
     for leaf in leaves:
         if isinstance(leaf, TimeoutError):  # before OSError: TimeoutError is one
-            return UsageError(f"no answer from {where} within {args.timeout:g} s (--timeout)")
+            return UsageError(f"no answer from {where} within {timeout:g} s (--timeout)")
         if isinstance(leaf, UsageError | OSError | KeyboardInterrupt):
             return leaf
         if isinstance(leaf, httpx2.HTTPStatusError):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from mcps.cli.output import EXIT_OK, EXIT_REFUSED, UsageError, print_error, print_json, stderr
+from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.strict import parse_message
 from mcps.identity.levels import TrustLevel
 from mcps.policy import CallContext, Decision, PolicyFile, Principal
 from mcps.policy.engine import ServerRules, ToolRule
@@ -167,19 +168,18 @@ def _open_counters(url: str | None) -> CounterStore:
 
 
 def _arguments(text: str) -> dict[str, Any]:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise UsageError("--args has a duplicate key")
-        return dict(pairs)
-
+    """``--args``, parsed as strictly as a message's arguments (SPEC §3), so that what is explained is what a call
+    with these arguments would get — and so that no input ends in a RecursionError."""
     try:
-        value = json.loads(text, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--args is not JSON: {exc.msg} at column {exc.colno}") from None
-    if not isinstance(value, dict):
-        raise UsageError("--args must be a JSON object")
-    return value
+        return parse_message(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UsageError("--args is not UTF-8 text") from None
+    except McpsError as exc:
+        if exc.code in (ErrorCode.BATCH_REJECTED, ErrorCode.NOT_JSONRPC):
+            raise UsageError("--args must be a JSON object") from None
+        if exc.code is ErrorCode.DUPLICATE_KEY:
+            raise UsageError("--args has a duplicate key") from None
+        raise UsageError(f"--args is not JSON that mcps accepts ({exc.diagnostics()})") from None
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -25,10 +25,14 @@ For other values JCS equals what CPython's C JSON encoder writes with sorted key
 Both escape exactly ``"``, ``\\`` and the C0 controls, with the same short forms and lowercase ``\\u00xx``.
 ``tests/unit/test_canonical.py`` proves the two paths identical on the RFC 8785 vectors and on hypothesis-generated
 values.
+
+:func:`parse_canonical` is the other direction, for bytes that must *be* a canonical form (stored audit entries): it
+returns the value only when the bytes are exactly its JCS, so that what is hashed and what is read are one thing.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any, Final
@@ -38,7 +42,7 @@ import rfc8785
 
 from mcps.core.errors import ErrorCode, McpsError
 
-__all__ = ["canonicalize", "canonicalize_reference", "jcs_plain"]
+__all__ = ["canonicalize", "canonicalize_reference", "jcs_plain", "parse_canonical"]
 
 _MAX_SAFE_INTEGER: Final = 2**53 - 1
 _ASTRAL: Final = re.compile(r"[\U00010000-\U0010FFFF]")
@@ -199,3 +203,99 @@ def canonicalize_reference(value: Any) -> bytes:
         raise McpsError(ErrorCode.INVALID_STRING, detail="lone surrogate") from exc
     except (TypeError, ValueError) as exc:
         raise McpsError(ErrorCode.MALFORMED_JSON, "value is not JSON", detail=str(exc)) from exc
+
+
+# --- parse_canonical ----------------------------------------------------------------------------------------------
+
+
+class _NotFastPath(Exception):
+    """Raised by the fast decoder's hooks: a number with a fraction, an exponent or a constant (NaN) is there."""
+
+
+def _not_fast(_text: str) -> Any:
+    raise _NotFastPath
+
+
+def _int_or_double(text: str) -> int | float:
+    """A JSON integer literal as JCS reads it: an ``int`` within ±(2^53−1), else the double it denotes (JCS writes an
+    integral double such as ``1e20`` as ``100000000000000000000``)."""
+    number = int(text)
+    return number if -_MAX_SAFE_INTEGER <= number <= _MAX_SAFE_INTEGER else float(text)
+
+
+def _refuse_constant(_text: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+_FAST_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder(  # the C scanner where there is one
+    parse_float=_not_fast, parse_constant=_not_fast
+).scan_once  # type: ignore[attr-defined]
+_DECODER: Final = json.JSONDecoder(parse_int=_int_or_double, parse_constant=_refuse_constant)
+_DIGITS: Final = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_SIXTEEN_DIGITS: Final = b"0" * 16
+"""Sixteen digits in a row somewhere: an integer literal there could be outside ±(2^53−1)."""
+_STRING: Final = rb'"[^"\\\x00-\x1f]*"'
+_MEMBER: Final = _STRING + rb":(?:" + _STRING + rb"|-?[1-9][0-9]{0,14}|0|true|false|null)"
+_FLAT_CANONICAL_SHAPE: Final = re.compile(rb"\{(?:" + _MEMBER + rb"(?:," + _MEMBER + rb")*)?\}")
+"""One object of scalars, spelt as JCS spells them: no whitespace, strings without escapes (so without ``"``, ``\\``
+or controls, which JCS escapes, and every other character raw, as JCS writes it), integers of at most 15 digits
+without leading zeros or ``-0``. Its members are then in JCS order and each once exactly when the keys, read in
+order, are strictly increasing and as many as the ``":`` in the text (a string without escapes holds no ``"``)."""
+
+
+def _not_canonical() -> McpsError:
+    return McpsError(
+        ErrorCode.MALFORMED_JSON,
+        "value is not in canonical form (RFC 8785)",
+        detail="the bytes are not the canonical form of the value they hold",
+    )
+
+
+def parse_canonical(data: bytes) -> Any:
+    """The JSON value whose ``JCS`` is exactly ``data``, or :class:`McpsError`.
+
+    ``data`` must be UTF-8 JSON that :func:`canonicalize` writes back byte for byte: no whitespace, members in JCS
+    order and each once, numbers and strings spelt as JCS spells them, nothing outside I-JSON. Numbers are read as
+    JCS writes them (an integer literal beyond ±(2^53−1) is the double it denotes). A value nested deeper than the
+    decoder can follow is refused (MCPS-023), never a ``RecursionError``.
+
+    Three ways to the same answer, cheapest first (``tests/unit/test_canonical.py`` holds them to the definition):
+    an object of scalars whose text has the canonical shape needs only its key order checked; a value with no
+    ``float``, no 16-digit run and no character above U+FFFF is written again by the C encoder (the
+    :func:`canonicalize` fast path with nothing left that could make it differ from JCS) and compared; anything else
+    is decided by the definition: parse, :func:`canonicalize`, compare.
+    """
+    raw = data if type(data) is bytes else bytes(data)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise McpsError(ErrorCode.MALFORMED_JSON, "value is not UTF-8", detail=str(exc.reason)) from exc
+    encoder = _FAST_ENCODER
+    if encoder is not None and (raw.isascii() or _ASTRAL.search(text) is None):  # UTF-16 order = code point order
+        try:
+            if _FLAT_CANONICAL_SHAPE.fullmatch(raw) is not None:
+                value, _ = _FAST_SCAN(text, 0)
+                keys = list(value)
+                if len(keys) != raw.count(b'":') or keys != sorted(keys):
+                    raise _not_canonical()
+                return value
+            if _SIXTEEN_DIGITS not in raw.translate(_DIGITS):
+                value, end = _FAST_SCAN(text, 0)
+                if end != len(text) or "".join(encoder(value, 0)) != text:
+                    raise _not_canonical()
+                return value
+        except _NotFastPath:
+            pass  # a number the C encoder does not write as JCS: decided by the definition below
+        except RecursionError as exc:
+            raise McpsError(ErrorCode.TOO_DEEP, detail="nesting exceeds the decoder's recursion limit") from exc
+        except (StopIteration, ValueError) as exc:
+            raise McpsError(ErrorCode.MALFORMED_JSON, detail="not one JSON value") from exc
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError as exc:
+        raise McpsError(ErrorCode.TOO_DEEP, detail="nesting exceeds the decoder's recursion limit") from exc
+    except ValueError as exc:  # JSONDecodeError, NaN, an integer literal longer than Python reads
+        raise McpsError(ErrorCode.MALFORMED_JSON, detail="not one JSON value") from exc
+    if canonicalize(value) != raw:
+        raise _not_canonical()
+    return value

@@ -45,6 +45,7 @@ __all__ = [
     "PinnedKeys",
     "SignatureBlock",
     "block_container",
+    "copy_with_container",
     "message_kind",
     "request_binding",
     "sign_message",
@@ -184,6 +185,15 @@ def _copy_with_container(message: Mapping[str, Any], kind: MessageKind) -> tuple
     parent["_meta"] = container
     copy[parent_key] = parent
     return copy, container
+
+
+def copy_with_container(message: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A copy of ``message``, shallow except along the path to its block container, and that container's copy.
+
+    The container is created when absent (``params._meta``, ``result._meta``, or ``error.data``, a non-object
+    ``data`` moved to ``data["mcps/data"]``), so the caller may add members to it. Raises MCPS-025.
+    """
+    return _copy_with_container(message, message_kind(message))
 
 
 def signing_input(message: Mapping[str, Any]) -> bytes:

@@ -54,6 +54,10 @@ class ErrorCode(enum.Enum):
     GRANT_REPLAYED = 31
     GRANT_MISMATCH = 32
     AUDIT_INVALID = 33
+    HOP_INVALID = 34
+    UPSTREAM_UNAVAILABLE = 35
+    CONTENT_DIGEST_MISMATCH = 36
+    CERTIFICATE_INVALID = 37
 
     @property
     def mcps(self) -> str:
@@ -112,6 +116,10 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.GRANT_REPLAYED: "grant was already used",
     ErrorCode.GRANT_MISMATCH: "grant does not match this call",
     ErrorCode.AUDIT_INVALID: "audit log or audit evidence does not verify",
+    ErrorCode.HOP_INVALID: "hop record is missing or invalid",
+    ErrorCode.UPSTREAM_UNAVAILABLE: "upstream server is unavailable",
+    ErrorCode.CONTENT_DIGEST_MISMATCH: "content digest does not match the body",
+    ErrorCode.CERTIFICATE_INVALID: "agent certificate is invalid",
 }
 
 

@@ -28,7 +28,10 @@ Checks, in this order (each refusal has one code):
    path ends at a self-signed passport, whatever it claims.
 
 Revocation is not checked here: it needs a store and runs after the message nonce (SPEC.md §5 step 10), on every
-message, using :meth:`VerifiedAgent.links`.
+message, using :meth:`VerifiedAgent.links`. That is why :func:`_verify_chain` is private (pyca's ``hazmat`` rule:
+a primitive that skips steps of the recipe is not public): the recipes are
+:class:`~mcps.verifier.MessageVerifier` for messages and :meth:`PassportResolver.verify_passport
+<mcps.identity.resolver.PassportResolver.verify_passport>` for a passport on its own, revocation included.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from mcps.identity.anchors import AnchorSource
 from mcps.identity.levels import TrustLevel
 from mcps.identity.passports import AgentId, PassportClaims, UnverifiedPassport, parse_passport
 
-__all__ = ["MAX_CHAIN_DEPTH", "VerifiedAgent", "verify_chain"]
+__all__ = ["MAX_CHAIN_DEPTH", "VerifiedAgent"]
 
 MAX_CHAIN_DEPTH: Final = 5
 
@@ -91,10 +94,12 @@ def _malformed(detail: str) -> McpsError:
     return McpsError(ErrorCode.PASSPORT_MALFORMED, detail=detail)
 
 
-def verify_chain(
+def _verify_chain(
     passport: object, chain: object, *, anchors: AnchorSource, audience: str, now: float, skew: int
 ) -> VerifiedAgent:
-    """Verify an agent's passport and its chain (``None`` when there is none) as received by ``audience``."""
+    """Verify an agent's passport and its chain (``None`` when there is none) as received by ``audience``.
+
+    Steps 1–4 only: no minimum level, no revocation. Not a recipe (see the module docstring)."""
     # 1. Depth, before decoding anything.
     if chain is None:
         chain = []

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -146,7 +146,12 @@ class GrantVerifier:
         self._clock = clock
 
     async def verify_request(
-        self, message: Mapping[str, Any], *, agent: str | None, now: float | None = None
+        self,
+        message: Mapping[str, Any],
+        *,
+        agent: str | Collection[str] | None,
+        issuer: KeyId | None = None,
+        now: float | None = None,
     ) -> VerifiedGrant:
         """Verify the grant of a ``tools/call`` request (its ``_meta["mcps/grant"]``) against that very request.
 
@@ -164,7 +169,13 @@ class GrantVerifier:
         if not isinstance(request_sig, str) or not isinstance(tool, str) or not isinstance(arguments, dict | None):
             raise _mismatch("request (no agent signature, tool name or arguments object)")
         return await self.verify(
-            meta[GRANT_KEY], tool=tool, arguments=arguments, request_sig=request_sig, agent=agent, now=now
+            meta[GRANT_KEY],
+            tool=tool,
+            arguments=arguments,
+            request_sig=request_sig,
+            agent=agent,
+            issuer=issuer,
+            now=now,
         )
 
     async def verify(
@@ -174,7 +185,8 @@ class GrantVerifier:
         tool: str,
         arguments: Mapping[str, Any] | None,
         request_sig: str,
-        agent: str | None,
+        agent: str | Collection[str] | None,
+        issuer: KeyId | None = None,
         now: float | None = None,
     ) -> VerifiedGrant:
         """Verify ``token`` for this call (and, given ``agent``, this sender) and use it up.
@@ -192,10 +204,10 @@ class GrantVerifier:
             bad_signature=ErrorCode.GRANT_INVALID,
         )
         # 2. Issuer and signature.
-        issuer = self._issuers.get(jws.kid)
-        if issuer is None:
-            raise _invalid("grant issuer is not trusted")
-        jws.verify_signature(issuer)
+        issuer_key = self._issuers.get(jws.kid)
+        if issuer_key is None or (issuer is not None and jws.kid != issuer):
+            raise _invalid("grant issuer is not trusted (or not the hop that attached it)")
+        jws.verify_signature(issuer_key)
         # 3. Claims.
         claims = jws.claims
         strings = ("iss", "sub", "aud", "tool", "args", "req", "scope", "jti")
@@ -223,7 +235,7 @@ class GrantVerifier:
             raise _mismatch("arguments")
         if claims["req"] != request_binding(request_sig):
             raise _mismatch("request")
-        if agent is not None and claims["sub"] != agent:
+        if agent is not None and claims["sub"] not in ((agent,) if isinstance(agent, str) else agent):
             raise _mismatch("agent")
         # 7. Single use, recorded only for a grant that passed everything else.
         if not await self._nonces.claim(

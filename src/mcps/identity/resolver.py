@@ -4,7 +4,7 @@ passport (DESIGN.md §2.4), with the verification cache.
 For a message whose container (``params._meta`` for requests and notifications, ``result._meta`` for results,
 ``error.data`` for errors) holds ``"mcps/passport"``:
 
-1. the passport and ``"mcps/chain"`` are verified (:func:`~mcps.identity.chains.verify_chain`) — or found in the
+1. the passport and ``"mcps/chain"`` are verified (``mcps.identity.chains._verify_chain``) — or found in the
    cache, keyed by ``SHA-256`` of the exact tokens, and re-checked only for time;
 2. the passport's ``cnf`` key must be the message's signing key: its thumbprint equals the block ``kid``
    (MCPS-029 otherwise);
@@ -37,7 +37,7 @@ from mcps.core.envelope import DEFAULT_SKEW, ERROR_DATA_KEY, SIG_KEY, KeyResolve
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import KeyId, PublicKey
 from mcps.identity.anchors import AnchorSource
-from mcps.identity.chains import VerifiedAgent, verify_chain
+from mcps.identity.chains import VerifiedAgent, _verify_chain
 from mcps.identity.levels import DEFAULT_MIN_LEVEL, TrustLevel
 from mcps.identity.revocation import RevocationKey, RevocationStore, revocation_keys
 
@@ -129,13 +129,23 @@ class PassportResolver:
             if self._pinned is None:
                 raise McpsError(ErrorCode.UNKNOWN_KEY, detail="no passport and no pinned key")
             return self._pinned.resolve(kid, message, now=now)
-        key = self.verify_passport(container[PASSPORT_KEY], container.get(CHAIN_KEY), now=now)
+        key = self._verify_path(container[PASSPORT_KEY], container.get(CHAIN_KEY), now=now)
         if key.kid != kid:
             raise McpsError(ErrorCode.UNKNOWN_KEY, "signing key is not the passport's key")
         return key
 
-    def verify_passport(self, passport: object, chain: object, *, now: float) -> AgentPublicKey:
-        """Verify a passport path (cached) and the minimum level; the agent's key with its identity."""
+    async def verify_passport(self, passport: object, chain: object, *, now: float) -> AgentPublicKey:
+        """The recipe for a passport on its own (``mcps passport verify``): its path (cached), the minimum level,
+        and revocation of anything on the path (MCPS-003; MCPS-030 when the store cannot say). The agent's key
+        with its identity. (A message is verified by :class:`~mcps.verifier.MessageVerifier`, which resolves the
+        passport in step 7 and checks revocation in step 10, after the nonce.)"""
+        key = self._verify_path(passport, chain, now=now)
+        await self.check_revocation(key, now=now)
+        return key
+
+    def _verify_path(self, passport: object, chain: object, *, now: float) -> AgentPublicKey:
+        """Verify a passport path (cached) and the minimum level — no revocation: step 7 of a message's
+        verification, whose step 10 checks it. Private, as every primitive that skips a step of a recipe."""
         digest = _cache_key(passport, chain)
         cached = self._cache.get(digest) if digest is not None else None
         if digest is not None and cached is not None:
@@ -143,7 +153,7 @@ class PassportResolver:
             if self._anchors_unchanged(cached.agent):  # MCPS-007 when the source is too old to answer
                 return cached
             del self._cache[digest]  # the anchors moved: verify afresh, as without a cache
-        agent = verify_chain(passport, chain, anchors=self.anchors, audience=self.audience, now=now, skew=self._skew)
+        agent = _verify_chain(passport, chain, anchors=self.anchors, audience=self.audience, now=now, skew=self._skew)
         if agent.level < self.min_level:
             raise McpsError(
                 ErrorCode.INSUFFICIENT_TRUST, detail=f"effective level {agent.level} < minimum {self.min_level}"
