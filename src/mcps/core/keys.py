@@ -157,6 +157,8 @@ class PublicKey:
 
 def _ed25519_verifier(public: bytes) -> Callable[[bytes, bytes], None]:
     """libsodium's Ed25519 verify (``crypto_sign_open`` over ``signature ‖ data``), bound to one 32-byte key."""
+    if len(public) != 32:  # PyNaCl's binding passes the buffer to libsodium without checking its length
+        raise _key_error("an Ed25519 public key is 32 bytes")
 
     def check(signature: bytes, data: bytes) -> None:
         # The length first: crypto_sign_open reads the first 64 bytes of its input as the signature, so a shorter
