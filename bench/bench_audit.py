@@ -2,6 +2,11 @@
 PostgreSQL appends/s with 4 concurrent writer processes. Prints a Markdown table for BENCHMARKS.md.
 
 Usage: python bench/bench_audit.py [--entries 1000000] [--appends 50000] [--pg-appends 5000] [--no-postgres]
+       python bench/bench_audit.py --only-verify --db .bench/audit-1m.db [--entries 1000000]
+
+``--only-verify`` times full verification alone, of the log at ``--db`` (built there with ``--entries`` entries when
+it does not exist, and kept), so that two versions of the code can be timed on the same log one after the other
+(``make bench-audit-verify``).
 """
 
 from __future__ import annotations
@@ -67,6 +72,25 @@ def build_large(directory: Path, entries: int) -> SqliteAuditLog:
     log = SqliteAuditLog(directory / "large.db", key=PrivateKey.generate(), max_batch=8192)
     asyncio.run(_append_many(log, 0, entries))
     return log
+
+
+def only_verify(path: Path, entries: int) -> None:
+    """Full verification of the log at ``path`` (built with ``entries`` entries first when missing), timed."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = SqliteAuditLog(path, key=PrivateKey.generate(), max_batch=8192)
+        t0 = time.perf_counter()
+        asyncio.run(_append_many(log, 0, entries))
+        asyncio.run(log.aclose())
+        print(f"built {entries:,} entries at {path} in {time.perf_counter() - t0:.1f} s")
+    log = SqliteAuditLog(path, read_only=True)
+    print(f"load average {os.getloadavg()[0]:.2f} before verifying")
+    cpu = time.process_time()
+    size, per_second = bench_verify(log)
+    cpu = time.process_time() - cpu
+    print(f"full verification: {size:,} entries, {per_second:,.0f} entries/s ({size / per_second:.2f} s wall)")
+    print(f"  CPU time of this process: {cpu:.2f} s, {size / cpu:,.0f} entries per CPU second")
+    asyncio.run(log.aclose())
 
 
 def bench_verify(log: SqliteAuditLog) -> tuple[int, float]:
@@ -150,9 +174,14 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=50_000, help="durable appends measured on SQLite")
     parser.add_argument("--pg-appends", type=int, default=5_000, help="appends per PostgreSQL writer")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--only-verify", action="store_true", help="time full verification of --db alone")
+    parser.add_argument("--db", type=Path, default=Path(".bench/audit-1m.db"), help="the log --only-verify reads")
     args = parser.parse_args()
     python = f"{platform.python_implementation()} {platform.python_version()}"
     print(f"machine: {python}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    if args.only_verify:
+        only_verify(args.db, args.entries)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         appends = bench_sqlite_appends(directory, args.appends)

@@ -46,9 +46,11 @@ from mcps.bindings.sse import SseRewriter
 from mcps.bindings.streams import OVERSIZE, LineReader, to_envelope
 from mcps.bindings.tofu import UnsafeTrustOnFirstUse, UnsafeTrustWarning
 from mcps.bindings.tools import ToolGuard
+from mcps.core.canonical import canonicalize, jcs_plain
 from mcps.core.encoding import b64u_decode, b64u_encode
-from mcps.core.envelope import PinnedKeys, sign_message
+from mcps.core.envelope import PinnedKeys, _plain_signing_input, message_kind, sign_message, signing_input
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.fastpath import parse_fast
 from mcps.core.keys import PrivateKey, load_public_jwk
 from mcps.core.strict import Limits, parse_message
 from mcps.core.tools import parse_lockfile, sign_tool
@@ -62,7 +64,18 @@ from mcps.identity.revocation import issue_revocation_list, verify_revocation_li
 from mcps.stores.nonces import MemoryNonceStore
 from mcps.verifier import MessageVerifier
 
-__all__ = ["MAX_LEN", "TARGETS", "Target", "mutate", "run_sync", "strategy"]
+__all__ = [
+    "MAX_LEN",
+    "TARGETS",
+    "Style",
+    "Target",
+    "fastpath_differential",
+    "mutate",
+    "run_sync",
+    "spell",
+    "spelled",
+    "strategy",
+]
 
 NOW = 1_763_683_200
 SERVER_ID = "urn:mcps:fuzz:server"
@@ -263,6 +276,240 @@ def _envelope(data: bytes) -> None:
             clock=lambda: NOW,
         ).verify(data, in_reply_to=REQUEST_SIG)
     )
+
+
+# --- the fast path against its judge --------------------------------------------------------------------------
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal, with the same types all the way down (``1`` is not ``True``) and the same member order."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return list(a) == list(b) and all(same_value(a[name], b[name]) for name in a)
+    if type(a) is list:
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _verify_outcome(data: bytes, *, fast: bool) -> tuple[str, Any]:
+    """What the server-side and agent-side verifiers make of ``data``: fast path (``verify``) or strict path
+    (``parse_message`` + ``verify_parsed``)."""
+    outcomes: list[tuple[str, Any]] = []
+    for audience, key, in_reply_to in ((SERVER_ID, AGENT, None), (AGENT.kid, SERVER, REQUEST_SIG)):
+        verifier = MessageVerifier(
+            audience=audience, keys=PinnedKeys([key.public_key]), nonces=MemoryNonceStore(), limits=LIMITS
+        )
+        try:
+            if fast:
+                verified = run_sync(verifier.verify(data, in_reply_to=in_reply_to, now=NOW))
+            else:
+                message = parse_message(data, LIMITS)
+                verified = run_sync(verifier.verify_parsed(message, in_reply_to=in_reply_to, now=NOW))
+        except McpsError as refusal:
+            outcomes.append(("refused", refusal.code))
+            continue
+        outcomes.append(("verified", (verified.message, verified.kind, verified.block)))
+    return outcomes[0][0] + "/" + outcomes[1][0], outcomes
+
+
+def fastpath_differential(data: bytes) -> None:
+    """The fast path (``parse_fast``, ``jcs_plain``, the verifier's plain signing input) judged by the strict path.
+
+    Raises ``AssertionError`` when the fast path accepts what the strict path refuses, or yields another value,
+    another canonical form, another signing input, or another verification outcome (accepted message or code).
+    """
+    fast = parse_fast(data, LIMITS)
+    try:
+        strict: Any = parse_message(data, LIMITS)
+    except McpsError as refusal:
+        if fast is not None:
+            raise AssertionError(f"fast path accepted what the strict path refuses ({refusal.code.value})") from None
+        strict = None
+    if fast is not None:
+        if not same_value(fast, strict):
+            raise AssertionError("fast path returned another value than the strict path")
+        if jcs_plain(fast) != canonicalize(strict):
+            raise AssertionError("fast path wrote another canonical form")
+        try:
+            expected = signing_input(strict)
+        except McpsError:
+            expected = None
+        if expected is not None:
+            plain = _plain_signing_input(fast, message_kind(fast))
+            if plain is not None and plain != expected:
+                raise AssertionError("fast path computed another signing input")
+            if not same_value(fast, strict):
+                raise AssertionError("computing the signing input changed the message")
+    if fast is None:
+        # The verifier then runs parse_message itself: the strict path on both sides, nothing to compare. (Comparing
+        # anyway would compare two calls of the strict parser at different stack depths, and for an input that is
+        # both malformed and nested near the recursion limit CPython's decoder may stop at either defect first.)
+        return
+    fast_outcome, fast_details = _verify_outcome(data, fast=True)
+    strict_outcome, strict_details = _verify_outcome(data, fast=False)
+    for (kind_f, got_f), (kind_s, got_s) in zip(fast_details, strict_details, strict=True):
+        if kind_f != kind_s or (kind_f == "refused" and got_f is not got_s):
+            raise AssertionError(f"verifier outcome differs: fast {fast_outcome} {got_f}, strict {strict_outcome}")
+        if kind_f == "verified" and not (same_value(got_f[0], got_s[0]) and got_f[1:] == got_s[1:]):
+            raise AssertionError("verifier accepted another message on the fast path")
+
+
+_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+@dataclass
+class Style:
+    """How one document is spelled: chosen once per document, applied by a seeded ``random.Random``."""
+
+    rnd: random.Random
+    escapes: float  # share of characters written as \u escapes (0 for most documents: the fast path's input)
+    duplicates: float  # chance that an object gets a duplicate member
+    floats: float  # chance that an integer is spelled as a float (1.0, 1e0)
+    spaces: list[str]
+
+
+def _spell_string(text: str, style: Style) -> str:
+    out = []
+    for char in text:
+        point = ord(char)
+        if (point < 0x20 and char not in _SHORT) or style.rnd.random() < style.escapes:
+            if point > 0xFFFF:  # a surrogate pair
+                high, low = 0xD800 + ((point - 0x10000) >> 10), 0xDC00 + ((point - 0x10000) & 0x3FF)
+                out.append(f"\\u{high:04x}\\u{low:04X}")
+            else:
+                out.append(f"\\u{point:04x}" if style.rnd.random() < 0.5 else f"\\u{point:04X}")
+        elif char in _SHORT:
+            out.append(_SHORT[char])
+        elif char == "/" and style.rnd.random() < 0.5:
+            out.append("\\/")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def spell(node: Any, style: Style) -> str:
+    space = style.rnd.choice(style.spaces)
+    kind = type(node)
+    if kind is dict:
+        members = list(node.items())
+        if members and style.rnd.random() < style.duplicates:  # a duplicate member, anywhere
+            name, value = style.rnd.choice(members)
+            members.insert(style.rnd.randint(0, len(members)), (name, style.rnd.choice([value, 1, "x:y", None])))
+        body = ",".join(f"{space}{_spell_string(name, style)}{space}:{spell(value, style)}" for name, value in members)
+        return "{" + body + space + "}"
+    if kind is list:
+        return "[" + ",".join(space + spell(item, style) for item in node) + space + "]"
+    if kind is str:
+        return _spell_string(node, style)
+    if node is True or node is False or node is None:
+        return json.dumps(node)
+    if kind is int:
+        if style.rnd.random() < style.floats:
+            return style.rnd.choice([f"{node}.0", f"{node}e0", f"{node}E+0"])
+        return str(node)
+    return repr(node) if style.rnd.random() < 0.5 else f"{node:.17e}"
+
+
+_TEXT_PIECES = [
+    "a", "b", "name", ":", "::", '"', "\\", "/", "\n", "\t", "\b", "\x01", "\x1f", " ", "é", "€", "\uffff",
+    "😀", "\ud800", "x:y",
+]  # fmt: skip
+
+
+def _random_value(rnd: random.Random, depth: int = 0) -> Any:
+    """A JSON value for :func:`spelled`: text from pieces that matter to the fast path, numbers near its limits."""
+    roll = rnd.random()
+    if depth < 3 and roll < 0.25:
+        return {_random_text(rnd): _random_value(rnd, depth + 1) for _ in range(rnd.randint(0, 4))}
+    if depth < 3 and roll < 0.4:
+        return [_random_value(rnd, depth + 1) for _ in range(rnd.randint(0, 4))]
+    return rnd.choice(
+        [
+            None,
+            True,
+            False,
+            rnd.randint(-1000, 1000),
+            rnd.choice([2**53 - 1, -(2**53) + 1, 2**53, 2**64 + 1]),
+            rnd.choice([0.5, 1e-7, 1e16, 100.0, -0.0]),
+            _random_text(rnd),
+            _random_text(rnd),
+        ]
+    )
+
+
+def _random_text(rnd: random.Random) -> str:
+    pieces = _TEXT_PIECES if rnd.random() < 0.2 else _TEXT_PIECES[:12]
+    return "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 5)))
+
+
+def spelled(data: bytes) -> bytes:
+    """A message chosen and spelled by ``data`` (as a random seed): a signed request with random arguments (so that
+    verification reaches the signature) or a seed message, written by :func:`spell` with duplicate members,
+    ``\\u`` escapes, integers as floats and whitespace at rates drawn per document, and sometimes mutated bytewise."""
+    rnd = random.Random(hashlib.sha256(data).digest())  # noqa: S311 - test data chosen by the fuzzer
+    value: Any
+    try:
+        value = _signed(_call(arguments={_random_text(rnd): _random_value(rnd) for _ in range(rnd.randint(0, 4))}))
+    except McpsError:  # a lone surrogate or a number the signer refuses: spelled unsigned
+        value = _call(arguments=_random_value(rnd))
+    style = Style(
+        rnd=rnd,
+        escapes=rnd.choice([0.0, 0.0, 0.0, 0.02, 0.3]),
+        duplicates=rnd.choice([0.0, 0.0, 0.0, 0.05, 0.3]),
+        floats=rnd.choice([0.0, 0.0, 0.1]),
+        spaces=rnd.choice([[""], ["", " "], ["\n", "\t", "\r\n ", ""]]),
+    )
+    raw = spell(value, style).encode("utf-8", "surrogatepass")
+    return mutate(raw, rnd, FASTPATH_TOKENS, MESSAGE_SEEDS) if rnd.random() < 0.1 else raw
+
+
+def _fastpath(data: bytes) -> None:
+    """The ``fastpath`` target: the input as it is, and the message it spells (:func:`spelled`), each judged."""
+    fastpath_differential(data)
+    fastpath_differential(spelled(data))
+
+
+def _fastpath_seeds() -> list[bytes]:
+    """Signed messages in several spellings: the common shape, non-ASCII and astral text, short escapes, ``:`` in
+    strings, ``\\u`` escapes, floats, a duplicate member, a big integer."""
+    arguments: dict[str, Any] = {"text": 'a:b::c "q" \\ \n\t é €', "url": "https://x.example:8443/p", "n": 7}
+    signed = _signed(_call(arguments=arguments))
+    plain = json.dumps(signed, separators=(",", ":"), ensure_ascii=False).encode()
+    return [
+        *MESSAGE_SEEDS,
+        plain,
+        json.dumps(signed).encode(),  # ensure_ascii: \\u escapes, spaces
+        json.dumps(_signed(_call(arguments={"a": 1, "b": [True, None, "x:y"]})), indent=1).encode(),
+        plain.replace(b'"n":7', b'"n":7.0'),
+        plain.replace(b'"n":7', b'"n":7,"n":8'),
+        plain.replace(b'"n":7', b'"n":9007199254740993'),
+        plain.replace(b'"url"', b'"\\u0075rl"'),
+        plain.replace("é".encode(), "😀".encode()),
+        plain.replace(b'"text"', b'"te:xt"'),
+    ]
+
+
+FASTPATH_TOKENS = [
+    *JSON_TOKENS,
+    b"\\u003a",
+    b"\\u003A",
+    b'"text":"dup"',
+    b',"n":1',
+    b"\\ud83d\\ude00",
+    "😀".encode(),
+    "é".encode(),
+    b"\\n",
+    b"\\/",
+    b"1.0",
+    b"1e2",
+    b"-0",
+    b"9007199254740991",
+    b"9007199254740992",
+    b"\t",
+    b"\x0b",
+    b"\xc2\xa0",
+]
 
 
 def _server_security(grants: bool = False) -> ChannelSecurity:
@@ -661,6 +908,7 @@ TARGETS: dict[str, Target] = {
     for target in [
         Target("strict", _strict, MESSAGE_SEEDS, dictionary=JSON_TOKENS),
         Target("envelope", _envelope, MESSAGE_SEEDS, dictionary=JSON_TOKENS),
+        Target("fastpath", _fastpath, _fastpath_seeds(), dictionary=FASTPATH_TOKENS),
         Target(
             "stdio",
             _stdio,

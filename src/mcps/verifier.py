@@ -20,12 +20,18 @@ from mcps.core.envelope import (
     KeyResolver,
     MessageKind,
     SignatureBlock,
-    _authenticate,
-    _AuthenticatedMessage,
     block_container,
+    check_audience,
+    check_binding,
+    check_key,
+    check_signature,
+    check_window,
+    message_kind,
+    read_block,
     sign_message,
 )
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.fastpath import parse_fast
 from mcps.core.hops import VerifiedHop, verify_hops
 from mcps.core.keys import KeyId, PrivateKey, PublicKey
 from mcps.core.replay import NonceStore
@@ -55,7 +61,7 @@ class HopKey(PublicKey):
 
     @classmethod
     def of(cls, key: PublicKey) -> HopKey:
-        return cls(key.alg, key.kid, key._key, key._jwk)  # same key, marked as a gateway's
+        return cls(key.alg, key.kid, key._key, key._jwk, key._check)  # same key, marked as a gateway's
 
 
 class _BlockKeys:
@@ -176,48 +182,76 @@ class MessageVerifier:
         self._nonces = nonces
         self._limits = limits
         self._skew = max_skew
+        # Seconds past exp a nonce is held: the window accepts now == exp + skew, and a store forgets an entry
+        # once now >= expires_at, so one second longer than the skew.
+        self._hold = max_skew + 1
         self._clock = clock
 
-    def _signed_by_hop(self, checked: _AuthenticatedMessage, now: float) -> bool:
+    def _signed_by_hop(self, message: dict[str, Any], block: SignatureBlock, key: PublicKey, now: float) -> bool:
         """Whether the block itself was made with a trusted hop's key: a gateway speaking for itself has passed
         the gateway, so a required hop record is not missing (SPEC.md §12.4 step 1)."""
-        if self._hops is None or isinstance(checked.key, HopKey):
-            return isinstance(checked.key, HopKey)
+        if self._hops is None or isinstance(key, HopKey):
+            return isinstance(key, HopKey)
         try:
-            return self._hops.keys.resolve(checked.block.kid, checked.message, now=now).kid == checked.block.kid
+            return self._hops.keys.resolve(block.kid, message, now=now).kid == block.kid
         except McpsError:
             return False
 
     async def verify(self, raw: bytes, *, in_reply_to: str | None = None, now: float | None = None) -> VerifiedMessage:
-        """Verify a message as received (bytes). Steps 1–2 (size, strict parse) then :meth:`verify_parsed`."""
-        return await self.verify_parsed(parse_message(raw, self._limits), in_reply_to=in_reply_to, now=now)
+        """Verify a message as received (bytes): steps 1–2 (size, strict parse), then :meth:`verify_parsed`.
+
+        The common message is parsed by :func:`~mcps.core.fastpath.parse_fast`, which returns what the strict
+        parse would or hands the bytes to it (it never refuses anything itself), and its canonical form needs no
+        type walk; every other message takes :func:`~mcps.core.strict.parse_message` as before.
+        """
+        message = parse_fast(raw, self._limits)
+        if message is None:
+            return await self.verify_parsed(parse_message(raw, self._limits), in_reply_to=in_reply_to, now=now)
+        return await self.verify_parsed(message, in_reply_to=in_reply_to, now=now, _plain=True)
 
     async def verify_parsed(
-        self, message: dict[str, Any], *, in_reply_to: str | None = None, now: float | None = None
+        self,
+        message: dict[str, Any],
+        *,
+        in_reply_to: str | None = None,
+        now: float | None = None,
+        _plain: bool = False,
     ) -> VerifiedMessage:
-        """Verify a message already parsed by :func:`mcps.core.strict.parse_message` (steps 3–9)."""
+        """Verify a message already parsed by :func:`mcps.core.strict.parse_message` (steps 3–10).
+
+        ``_plain`` is internal to :meth:`verify`: the message came from ``parse_fast`` and nobody else holds it.
+        """
         at = self._clock() if now is None else now
-        checked: _AuthenticatedMessage = _authenticate(
-            message, audience=self.audience, keys=self._keys, now=at, skew=self._skew, in_reply_to=in_reply_to
-        )
+        kind = message_kind(message)  # 2. the JSON-RPC shape (rest of step 2: the caller's strict parse)
+        block = read_block(message, kind)  # 3. block shape
+        check_window(block, at, self._skew)  # 4. time window
+        check_audience(block, self.audience)  # 5. audience
+        check_binding(block, kind, in_reply_to)  # 6. response binding
+        key = check_key(self._keys.resolve(block.kid, message, now=at), block)  # 7. key by kid, algorithm match
+        check_signature(key, block, message, kind, plain=_plain)  # 8. signature over the canonical form
+        hops = self._check_hops(message, kind, block, key, at)  # 8b. hop records, before anything is recorded
+        if not await self._nonces.claim(block.kid, block.nonce, expires_at=block.exp + self._hold, now=at):
+            raise McpsError(ErrorCode.REPLAY)  # 9. nonce, recorded only now that the signature is known good
+        agent = await self._revocation(key, at) if isinstance(key, AgentPublicKey) else None  # 10. revocation
+        return VerifiedMessage(message, kind, block, key, agent, hops)
+
+    def _check_hops(
+        self, message: dict[str, Any], kind: MessageKind, block: SignatureBlock, key: PublicKey, at: float
+    ) -> tuple[VerifiedHop, ...]:
+        """Step 8b: the hop records (SPEC.md §12.4), and a gateway-made block only on a response."""
         hops: tuple[VerifiedHop, ...] = ()
-        if self._hops is not None:  # 8b. Hop records, before anything is recorded (SPEC.md §12.4)
-            required = self._hops.required and not self._signed_by_hop(checked, at)
+        if self._hops is not None:
+            required = self._hops.required and not self._signed_by_hop(message, block, key, at)
             hops = verify_hops(
                 message, keys=self._hops.keys, names=self.audience, now=at, skew=self._skew, required=required
             )
-        if isinstance(checked.key, HopKey) and not checked.kind.is_response:
+        if isinstance(key, HopKey) and not kind.is_response:
             raise McpsError(ErrorCode.UNKNOWN_KEY, "a gateway may only answer on the other end's behalf")
-        # 9. Freshness, recorded only now that the signature is known good. The window accepts now == exp + skew
-        # and a store forgets an entry once now >= expires_at, so hold it one second longer than that.
-        block = checked.block
-        if not await self._nonces.claim(block.kid, block.nonce, expires_at=block.exp + self._skew + 1, now=at):
-            raise McpsError(ErrorCode.REPLAY)
-        # 10. Revocation of anything on the passport path, asked of the store on every message (kill switch).
-        agent = None
-        if isinstance(checked.key, AgentPublicKey):
-            if not isinstance(self._peer_keys, PassportResolver):
-                raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail="passport-resolved key without a revocation store")
-            await self._peer_keys.check_revocation(checked.key, now=at)
-            agent = checked.key.agent
-        return VerifiedMessage(checked.message, checked.kind, block, checked.key, agent, hops)
+        return hops
+
+    async def _revocation(self, key: AgentPublicKey, at: float) -> VerifiedAgent:
+        """Step 10: anything on the passport path revoked? Asked of the store on every message (kill switch)."""
+        if not isinstance(self._peer_keys, PassportResolver):
+            raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail="passport-resolved key without a revocation store")
+        await self._peer_keys.check_revocation(key, now=at)
+        return key.agent

@@ -20,9 +20,13 @@ from mcps.core.envelope import (
     MessageKind,
     PinnedKeys,
     SignatureBlock,
-    _authenticate,
-    _AuthenticatedMessage,
+    check_audience,
+    check_binding,
+    check_key,
+    check_signature,
+    check_window,
     message_kind,
+    read_block,
     request_binding,
     sign_message,
     signing_input,
@@ -238,24 +242,29 @@ def test_nonces_are_fresh(key: PrivateKey) -> None:
     assert block(sign(REQUEST, key))["nonce"] != block(sign(REQUEST, key))["nonce"]
 
 
-def test_authenticate_does_not_record_the_nonce(key: PrivateKey) -> None:
+def _authenticate(message: dict[str, Any], key: PrivateKey, in_reply_to: str | None = None) -> SignatureBlock:
+    """Steps 3–8 of SPEC.md §5, one function each, as MessageVerifier.verify_parsed runs them."""
+    kind = message_kind(message)
+    block = read_block(message, kind)
+    check_window(block, NOW, SKEW)
+    check_audience(block, (AUD,))
+    check_binding(block, kind, in_reply_to)
+    public = check_key(PinnedKeys([key.public_key]).resolve(block.kid, message, now=NOW), block)
+    check_signature(public, block, message, kind)
+    return block
+
+
+def test_steps_3_to_8_do_not_record_the_nonce(key: PrivateKey) -> None:
     signed = sign(REQUEST, key)
-    keys = PinnedKeys([key.public_key])
     for _ in range(2):  # no replay check at this layer
-        checked = _authenticate(signed, audience=AUD, keys=keys, now=NOW)
-        assert isinstance(checked, _AuthenticatedMessage)
-        assert checked.kind is MessageKind.REQUEST
-        assert checked.block.kid == key.kid
+        assert _authenticate(signed, key).kid == key.kid
 
 
-def test_authenticate_every_kind(key: PrivateKey, request_sig: str) -> None:
-    keys = PinnedKeys([key.public_key])
+def test_steps_3_to_8_accept_every_kind(key: PrivateKey, request_sig: str) -> None:
     for name, message in MESSAGES.items():
         in_reply_to = request_sig if KINDS[name].is_response else None
-        checked = _authenticate(
-            sign(message, key, request_sig), audience=AUD, keys=keys, now=NOW, in_reply_to=in_reply_to
-        )
-        assert checked.kind is KINDS[name]
+        block = _authenticate(sign(message, key, request_sig), key, in_reply_to)
+        assert (block.irt is not None) is KINDS[name].is_response
 
 
 # --- signer arguments -------------------------------------------------------------------------------------------

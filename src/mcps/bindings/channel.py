@@ -60,8 +60,9 @@ from mcps.core.envelope import (
     without_hop_members,
 )
 from mcps.core.errors import ErrorCode, McpsError
+from mcps.core.fastpath import parse
 from mcps.core.keys import KeyId, PrivateKey, PublicKey
-from mcps.core.strict import DEFAULT_LIMITS, MAX_SAFE_INTEGER, Limits, parse_message
+from mcps.core.strict import DEFAULT_LIMITS, MAX_SAFE_INTEGER, Limits
 from mcps.core.tools import sign_tool
 from mcps.identity.passports import parse_passport
 from mcps.identity.resolver import PASSPORT_KEY, AgentPublicKey, PassportResolver, attach_passport
@@ -234,7 +235,7 @@ class SecureChannel:
 
         Total: every frame gets a decision; nothing is raised."""
         try:
-            message = parse_message(raw, self._security.limits)
+            message = parse(raw, self._security.limits)  # the strict parse (its fast path when it applies)
         except McpsError as error:
             return _total(functools.partial(self._refuse_unparsed, raw, error))
         return await self.receive(message)

@@ -43,7 +43,7 @@ from mcps.bindings.channel import ChannelSecurity, Inbound, SecureChannel, reque
 from mcps.bindings.sse import SseRewriter
 from mcps.core.envelope import message_kind
 from mcps.core.errors import ErrorCode, McpsError
-from mcps.core.strict import parse_message
+from mcps.core.fastpath import parse
 
 __all__ = ["McpsHttpMiddleware", "signed_streamable_http_app"]
 
@@ -162,7 +162,7 @@ class McpsHttpMiddleware:
             await _send_json(send, http_status(refusal), refusal)
             return
         try:
-            message = parse_message(body, self._security.limits)
+            message = parse(body, self._security.limits)  # the strict parse (its fast path when it applies)
         except McpsError:
             decision = await channel.receive_raw(body)  # refuses it, reading id and sig leniently to address it
         else:

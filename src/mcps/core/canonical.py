@@ -1,7 +1,16 @@
-"""RFC 8785 JSON Canonicalization Scheme (JCS), with a fast path proven byte-identical to the reference.
+"""RFC 8785 JSON Canonicalization Scheme (JCS), with fast paths proven byte-identical to the reference.
 
-The reference is the ``rfc8785`` package. JCS output equals what CPython's C JSON encoder writes with sorted keys,
-compact separators and ``ensure_ascii=False`` whenever
+The reference is the ``rfc8785`` package. For a *plain* value — only ``dict`` (``str`` keys), ``list``, ``str``,
+``bool``, ``None`` and ``int`` within ±(2^53−1), exact types, no ``float`` — JCS is what ``orjson`` writes with
+``OPT_SORT_KEYS | OPT_STRICT_INTEGER`` (:func:`jcs_plain`) whenever no string has a character above U+FFFF: both
+write objects and arrays with no whitespace, integers in decimal, ``true``/``false``/``null``, and strings as
+UTF-8 with exactly ``"``, ``\\`` and the C0 controls escaped (``\\b \\t \\n \\f \\r`` short, the others as
+lowercase ``\\u00xx``); orjson sorts keys by their UTF-8 bytes, which is code-point order, which is JCS's UTF-16
+order for text without astral characters. orjson refuses a lone surrogate (the reference path then names it) and,
+with ``OPT_STRICT_INTEGER``, an integer beyond 53 bits.
+
+For other values JCS equals what CPython's C JSON encoder writes with sorted keys, compact separators and
+``ensure_ascii=False`` whenever
 
 * every key is a ``str`` and every value a plain JSON type (``dict``, ``list``, ``str``, ``int``, ``bool``, ``None``,
   ``float``; subclasses and tuples take the reference path);
@@ -28,14 +37,32 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
+import orjson
 import rfc8785
 
 from mcps.core.errors import ErrorCode, McpsError
 
-__all__ = ["canonicalize", "canonicalize_reference", "parse_canonical"]
+__all__ = ["canonicalize", "canonicalize_reference", "jcs_plain", "parse_canonical"]
 
 _MAX_SAFE_INTEGER: Final = 2**53 - 1
 _ASTRAL: Final = re.compile(r"[\U00010000-\U0010FFFF]")
+_ASTRAL_UTF8: Final = re.compile(rb"[\xf0-\xf4]")  # the lead byte of every 4-byte UTF-8 sequence (U+10000 and up)
+_ORJSON_JCS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def jcs_plain(value: Any) -> bytes | None:
+    """``JCS(value)`` for a *plain* value (see the module docstring), or ``None`` when this writer cannot vouch
+    for it: a lone surrogate, an integer beyond ±(2^53−1), or a character above U+FFFF. The caller guarantees
+    plainness (:func:`canonicalize` walks the value; a message from :func:`mcps.core.fastpath.parse_fast` is plain
+    by construction) and takes the general path on ``None``.
+    """
+    try:
+        text = orjson.dumps(value, option=_ORJSON_JCS)
+    except orjson.JSONEncodeError:
+        return None
+    if text.isascii() or _ASTRAL_UTF8.search(text) is None:
+        return text
+    return None
 
 
 def _refuse_type(value: object) -> object:
@@ -65,8 +92,13 @@ def canonicalize(value: Any) -> bytes:
     Object keys must be ``str``. Errors: ``MCPS-021`` (NaN, infinity, integer outside ±(2^53−1)),
     ``MCPS-022`` (lone surrogate), ``MCPS-023`` (cyclic or absurdly deep), ``MCPS-019`` (not a JSON value).
     """
+    plain = _plain(value)
+    if plain:
+        written = jcs_plain(value)
+        if written is not None:
+            return written
     try:
-        ready = value if _plain(value) else _with_integral_floats_as_ints(value)
+        ready = value if plain else _with_integral_floats_as_ints(value)
     except RecursionError as exc:
         raise McpsError(ErrorCode.TOO_DEEP, detail="value is cyclic or nested too deeply") from exc
     if _FAST_ENCODER is not None and ready is not _NEEDS_REFERENCE:

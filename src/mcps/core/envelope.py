@@ -10,23 +10,23 @@ a block ``{v, alg, kid, aud, iat, exp, nonce, [irt], sig}``. The signature cover
 ``"mcps.v1.message\\n" ‖ JCS(M')`` where ``M'`` is the whole message with the block present minus its ``sig``,
 and minus the hop-added members ``mcps/via`` and ``mcps/grant`` of the same container.
 
-This module is pure: no I/O, an explicit ``now``. The private ``_authenticate`` performs steps 3–8 of the
-verification order and skips the nonce (step 9) and revocation (step 10): it is not public, because a message it
-accepts may be a replay. Applications use :class:`mcps.verifier.MessageVerifier`, which runs every step.
+This module is pure: no I/O, an explicit ``now``. Steps 3–8 of the verification order are one function each
+(:func:`read_block`, :func:`check_window`, :func:`check_audience`, :func:`check_binding`, :func:`check_key`,
+:func:`check_signature`); none of them records the nonce (step 9) or checks revocation (step 10), so a message
+they pass may be a replay. Applications use :class:`mcps.verifier.MessageVerifier`, which runs every step.
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
 import enum
 import hashlib
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
-from mcps.core.canonical import canonicalize
+from mcps.core.canonical import canonicalize, jcs_plain
 from mcps.core.encoding import b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.keys import Algorithm, KeyId, PrivateKey, PublicKey
@@ -289,12 +289,14 @@ def sign_message(
     return signed
 
 
-# --- authenticating ---------------------------------------------------------------------------------------------
+# --- authenticating: the steps of SPEC.md §5, one function each ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureBlock:
-    """A well-formed ``mcps/sig`` block (shape checked; nothing verified by construction alone)."""
+class SignatureBlock(NamedTuple):
+    """A well-formed ``mcps/sig`` block (shape checked; nothing verified by construction alone).
+
+    A named tuple, so reading one costs no per-field ``__setattr__``: it is built for every message received.
+    """
 
     alg: Algorithm
     kid: KeyId
@@ -363,61 +365,77 @@ class PinnedKeys:
             raise McpsError(ErrorCode.UNKNOWN_KEY) from None
 
 
-@dataclass(frozen=True, slots=True)
-class _AuthenticatedMessage:
-    """Signature, time window and audience verified; the nonce is **not yet** recorded (no replay check)."""
-
-    message: dict[str, Any]
-    kind: MessageKind
-    block: SignatureBlock
-    key: PublicKey
-
-
-def _authenticate(
-    message: dict[str, Any],
-    *,
-    audience: str | Collection[str],
-    keys: KeyResolver,
-    now: float,
-    skew: int = DEFAULT_SKEW,
-    in_reply_to: str | None = None,
-) -> _AuthenticatedMessage:
-    """Steps 3–8 of SPEC.md §5 on a strictly parsed message. Raises :class:`McpsError`; never returns a bool.
-
-    ``audience`` is the receiver's own name, or all of them (its identity and its own key's kid, SPEC.md §4.4):
-    ``aud`` must equal one exactly. ``in_reply_to`` is the ``sig`` of the request this message answers; it is
-    required for results and errors.
-    """
-    names = (audience,) if isinstance(audience, str) else tuple(audience)
-    kind = message_kind(message)
-    # 3. Block shape (the version first, so another version is named as such).
+def read_block(message: Mapping[str, Any], kind: MessageKind) -> SignatureBlock:
+    """Step 3: the block's shape (the version first, so another version is named as such). MCPS-026/027/015/028."""
     container = _container(message, kind)
     if container is None or SIG_KEY not in container:
         raise McpsError(ErrorCode.SIGNATURE_MISSING)
     block = SignatureBlock.parse(container[SIG_KEY])
     if block.irt is not None and not kind.is_response:
         raise McpsError(ErrorCode.SIGNATURE_MALFORMED, detail="irt on a request or notification")
-    # 4. Time window: at most MAX_LIFETIME long, started no later than now + skew, not ended before now - skew.
+    return block
+
+
+def check_window(block: SignatureBlock, now: float, skew: int) -> None:
+    """Step 4: at most MAX_LIFETIME long, started no later than now + skew, not ended before now − skew. MCPS-006."""
     if not 0 < block.exp - block.iat <= MAX_LIFETIME:
         raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="exp - iat outside 1..300 s")
     if block.iat > now + skew:
         raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="issued in the future")
     if block.exp < now - skew:
         raise McpsError(ErrorCode.TIMESTAMP_OUT_OF_WINDOW, detail="expired")
-    # 5. Audience: addressed to this receiver, by one of its names, exactly.
+
+
+def check_audience(block: SignatureBlock, names: Collection[str]) -> None:
+    """Step 5: addressed to this receiver, by one of its names, exactly. MCPS-011."""
     if block.aud not in names:
         raise McpsError(ErrorCode.AUDIENCE_MISMATCH)
-    # 6. Response binding: the block must name the request this answers.
+
+
+def check_binding(block: SignatureBlock, kind: MessageKind, in_reply_to: str | None) -> None:
+    """Step 6: a result or error names the request it answers. MCPS-012."""
     if kind.is_response:
         if in_reply_to is None:
             raise McpsError(ErrorCode.TRANSCRIPT_MISMATCH, detail="no request to bind this response to")
         if block.irt != request_binding(in_reply_to):
             raise McpsError(ErrorCode.TRANSCRIPT_MISMATCH)
-    # 7. Key: resolved by kid; its algorithm must be the one the block names.
-    key = keys.resolve(block.kid, message, now=now)
+
+
+def check_key(key: PublicKey, block: SignatureBlock) -> PublicKey:
+    """Step 7, after resolution by kid: the key's algorithm must be the one the block names. MCPS-028."""
     if key.alg is not block.alg or key.kid != block.kid:
         raise McpsError(ErrorCode.ALGORITHM_MISMATCH)
-    # 8. Signature over the canonical form, never over the bytes as received. ``sig`` is canonical base64url of
-    # 64 bytes (checked by SignatureBlock.parse), so it decodes as is.
-    key.verify(base64.urlsafe_b64decode(block.sig + "=="), _signing_input(message, kind))
-    return _AuthenticatedMessage(message, kind, block, key)
+    return key
+
+
+def check_signature(
+    key: PublicKey, block: SignatureBlock, message: dict[str, Any], kind: MessageKind, *, plain: bool = False
+) -> None:
+    """Step 8: the signature over the canonical form, never over the bytes as received. MCPS-004.
+
+    ``plain``: ``message`` came from :func:`mcps.core.fastpath.parse_fast` inside the verifier and is not shared
+    yet, so its canonical form needs no type walk and its ``sig`` may be lifted out and put back rather than the
+    message copied. ``sig`` is canonical base64url of 64 bytes (checked in step 3), so it decodes as is.
+    """
+    data = _plain_signing_input(message, kind) if plain else None
+    if data is None:
+        data = _signing_input(message, kind)
+    key.verify(binascii.a2b_base64(block.sig.replace("-", "+").replace("_", "/") + "=="), data)
+
+
+def _plain_signing_input(message: dict[str, Any], kind: MessageKind) -> bytes | None:
+    """The signing input of a plain message that the caller owns, without copying it; ``None`` when the message
+    is not in the common shape (hop members present, ``sig`` not the block's last member), so that taking ``sig``
+    out and putting it back would change the block's member order: the caller then copies."""
+    container = _container(message, kind)
+    if container is None or VIA_KEY in container or GRANT_KEY in container:
+        return None
+    block = container[SIG_KEY]
+    if next(reversed(block)) != "sig":
+        return None
+    sig = block.pop("sig")
+    try:
+        text = jcs_plain(message)
+    finally:
+        block["sig"] = sig
+    return None if text is None else SIGNATURE_CONTEXT + text

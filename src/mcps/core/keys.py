@@ -6,6 +6,12 @@
   verification refuses high-S, so a signature has one valid form.
 * A key's id is its RFC 7638 JWK thumbprint (SHA-256, base64url). Public keys travel as JWK (RFC 8037 for
   Ed25519); private keys are stored as PKCS#8 PEM files with mode 0600 and refused when others can read them.
+
+Backends: keys are loaded, exported and fingerprinted with pyca/cryptography (PEM, JWK, thumbprints), and each key
+binds its signature primitive once, when it is loaded: Ed25519 signs and verifies through libsodium (PyNaCl's
+``crypto_sign``/``crypto_sign_open``, about half the verify time of the OpenSSL binding), ES256 through OpenSSL.
+Both Ed25519 backends implement RFC 8032; ``tests/unit/test_wycheproof.py`` and the RFC 8032 vectors pin what
+libsodium accepts.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NewType
@@ -23,6 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
+from nacl.exceptions import BadSignatureError
 
 from mcps.core.encoding import b64u_decode, b64u_encode
 from mcps.core.errors import ErrorCode, McpsError
@@ -83,13 +92,17 @@ class PublicKey:
     kid: KeyId
     _key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey = field(repr=False, compare=False)
     _jwk: dict[str, str] = field(repr=False, compare=False)
+    _check: Callable[[bytes, bytes], None] = field(repr=False, compare=False)
+    """The primitive, bound when the key was loaded: returns ``None`` or raises MCPS-004."""
 
     @classmethod
     def from_crypto(cls, key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey) -> PublicKey:
+        check: Callable[[bytes, bytes], None]
         if isinstance(key, ed25519.Ed25519PublicKey):
             raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
             jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(raw)}
             alg = Algorithm.EDDSA
+            check = _ed25519_verifier(raw)
         elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
             numbers = key.public_numbers()
             jwk = {
@@ -99,9 +112,10 @@ class PublicKey:
                 "y": b64u_encode(numbers.y.to_bytes(32, "big")),
             }
             alg = Algorithm.ES256
+            check = _es256_verifier(key)
         else:
             raise _key_error("only Ed25519 and P-256 keys are supported")
-        return cls(alg, thumbprint(jwk), key, jwk)
+        return cls(alg, thumbprint(jwk), key, jwk, check)
 
     @classmethod
     def from_jwk(cls, jwk: object) -> PublicKey:
@@ -138,13 +152,38 @@ class PublicKey:
 
     def verify(self, signature: bytes, data: bytes) -> None:
         """Return ``None`` when ``signature`` is valid over ``data``; raise MCPS-004 otherwise."""
+        self._check(signature, data)
+
+
+def _ed25519_verifier(public: bytes) -> Callable[[bytes, bytes], None]:
+    """libsodium's Ed25519 verify (``crypto_sign_open`` over ``signature ‖ data``), bound to one 32-byte key."""
+    if len(public) != 32:  # PyNaCl's binding passes the buffer to libsodium without checking its length
+        raise _key_error("an Ed25519 public key is 32 bytes")
+
+    def check(signature: bytes, data: bytes) -> None:
+        # The length first: crypto_sign_open reads the first 64 bytes of its input as the signature, so a shorter
+        # signature would borrow bytes of the data.
+        if len(signature) != 64:
+            raise McpsError(ErrorCode.BAD_SIGNATURE, detail="an Ed25519 signature is 64 bytes")
         try:
-            if isinstance(self._key, ed25519.Ed25519PublicKey):
-                self._key.verify(signature, data)
-            else:
-                self._key.verify(_p1363_to_der(signature), data, _ECDSA_VERIFY)
-        except InvalidSignature as exc:
-            raise McpsError(ErrorCode.BAD_SIGNATURE) from exc
+            crypto_sign_open(bytes(signature) + bytes(data), public)
+        except BadSignatureError:
+            raise McpsError(ErrorCode.BAD_SIGNATURE) from None
+
+    return check
+
+
+def _es256_verifier(key: ec.EllipticCurvePublicKey) -> Callable[[bytes, bytes], None]:
+    """OpenSSL's ECDSA P-256 verify of a low-S P1363 signature, bound to one key."""
+    verify = key.verify
+
+    def check(signature: bytes, data: bytes) -> None:
+        try:
+            verify(_p1363_to_der(signature), data, _ECDSA_VERIFY)
+        except InvalidSignature:
+            raise McpsError(ErrorCode.BAD_SIGNATURE) from None
+
+    return check
 
 
 def _p1363_to_der(signature: bytes) -> bytes:
@@ -163,6 +202,8 @@ class PrivateKey:
 
     public_key: PublicKey
     _key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey = field(repr=False, compare=False)
+    _sign: Callable[[bytes], bytes] = field(repr=False, compare=False)
+    """The primitive, bound when the key was loaded: 64 bytes for both algorithms."""
 
     @property
     def alg(self) -> Algorithm:
@@ -184,8 +225,12 @@ class PrivateKey:
 
     @classmethod
     def from_crypto(cls, key: object) -> PrivateKey:
-        if isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-            return cls(PublicKey.from_crypto(key.public_key()), key)
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            public = PublicKey.from_crypto(key.public_key())
+            return cls(public, key, _ed25519_signer(key, public))
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            public = PublicKey.from_crypto(key.public_key())
+            return cls(public, key, _es256_signer(key))
         raise _key_error("only Ed25519 and P-256 private keys are supported")
 
     @classmethod
@@ -223,12 +268,33 @@ class PrivateKey:
 
     def sign(self, data: bytes) -> bytes:
         """Sign ``data``: 64 bytes for both algorithms (ES256 as low-S P1363 ``r‖s``)."""
-        if isinstance(self._key, ed25519.Ed25519PrivateKey):
-            return self._key.sign(data)
-        r, s = decode_dss_signature(self._key.sign(data, _ECDSA))
+        return self._sign(data)
+
+
+def _ed25519_signer(key: ed25519.Ed25519PrivateKey, public: PublicKey) -> Callable[[bytes], bytes]:
+    """libsodium's Ed25519 sign (``crypto_sign``, the 64-byte signature of its output), bound to one key."""
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    derived, secret = crypto_sign_seed_keypair(seed)
+    if b64u_encode(derived) != public._jwk["x"]:  # pragma: no cover - both implement RFC 8032 key generation
+        raise _key_error("libsodium derived another public key from this seed")
+
+    def sign(data: bytes) -> bytes:
+        return bytes(crypto_sign(bytes(data), secret)[:64])
+
+    return sign
+
+
+def _es256_signer(key: ec.EllipticCurvePrivateKey) -> Callable[[bytes], bytes]:
+    """OpenSSL's deterministic (RFC 6979) ECDSA P-256, as low-S P1363 ``r‖s``, bound to one key."""
+    ecdsa_sign = key.sign
+
+    def sign(data: bytes) -> bytes:
+        r, s = decode_dss_signature(ecdsa_sign(data, _ECDSA))
         if s > _HALF_ORDER:
             s = P256_ORDER - s
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    return sign
 
 
 def save_private_key(key: PrivateKey, path: str | os.PathLike[str]) -> None:

@@ -57,8 +57,8 @@ class AgentPublicKey(PublicKey):
 
     @classmethod
     def for_agent(cls, agent: VerifiedAgent) -> AgentPublicKey:
-        key = agent.key
-        return cls(key.alg, key.kid, key._key, key._jwk, agent, revocation_keys(agent))  # same key, more context
+        key = agent.key  # the same key (and bound primitive), with more context
+        return cls(key.alg, key.kid, key._key, key._jwk, key._check, agent, revocation_keys(agent))
 
 
 def attach_passport(message: Mapping[str, Any], passport: str, chain: Sequence[str] = ()) -> dict[str, Any]:
