@@ -276,7 +276,7 @@ class OpsApp:
                 elif scope.get("method") == "GET" and route in self._upstream_names():
                     await self.front(scope, self._leaving_on_drain(receive), send_with_id)
                 else:
-                    await self.front(scope, receive, send_with_id)
+                    await self._cut_off_at_shutdown(scope, receive, send_with_id, started=lambda: status[0] != 0)
                 if span is not None:
                     span.set_attribute("http.response.status_code", status[0])
         finally:
@@ -284,6 +284,23 @@ class OpsApp:
             self.metrics.in_flight.dec()
             self.metrics.http.labels(route, str(status[0] if 0 < status[0] < 600 else 0)).inc()
             REQUEST.reset(token)
+
+    async def _cut_off_at_shutdown(
+        self, scope: Scope, receive: Receive, send: Send, *, started: Callable[[], bool]
+    ) -> None:
+        """Serve through the front; a request the server cancels because it outlasted the shutdown bound is answered
+        with MCPS-035 (HTTP 503) when nothing was sent yet, and ends quietly (no traceback in the log)."""
+        try:
+            await self.front(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.draining:
+                raise
+            logger.warning("mcps gateway: a request outlasted the shutdown bound and was cut off")
+            if not started():
+                error = McpsError(ErrorCode.UPSTREAM_UNAVAILABLE, "gateway is shutting down")
+                refusal = {"jsonrpc": "2.0", "id": None, "error": error.to_jsonrpc_error()}
+                with contextlib.suppress(Exception):
+                    await _respond(send, 503, json.dumps(refusal).encode("ascii"), b"application/json")
 
     def _route(self, path: str) -> str:
         if path in OPS_PATHS:
