@@ -41,11 +41,10 @@ logger = logging.getLogger("mcps.gateway")
 FIXED_SETTINGS: Final = (
     "identity", "key", "passport", "host", "port", "state_dir", "admit_unsigned", "allowed_hosts", "allowed_origins",
     "redis_url", "postgres_url", "max_message_bytes", "log_arguments", "redis_prefix", "postgres_schema", "audit_key",
+    "shutdown_timeout",
 )  # fmt: skip
 """Settings a reload may not change (restart the gateway for them)."""
-RELOADABLE_SETTINGS: Final = frozenset(
-    {"path", "policy", "agent_anchors", "agent_keys", "upstreams", "shutdown_timeout"}
-)
+RELOADABLE_SETTINGS: Final = frozenset({"path", "policy", "agent_anchors", "agent_keys", "upstreams"})
 """Settings a reload applies (every setting is in exactly one of the two: a test keeps it so)."""
 
 
@@ -131,6 +130,8 @@ async def _reload(gateway: Gateway) -> ReloadResult:
     gateway.front.reconfigure(upstreams, discovery.token)
     gateway.upstreams = upstreams
     gateway.config = new
+    if gateway.metrics is not None:
+        gateway.metrics.upstreams = frozenset(upstreams)
     for app in started:
         gateway._closers.append(app.inner.aclose)
     for _, replaced, bound in retired:

@@ -213,8 +213,11 @@ class CachedRevocationStore:
         await pubsub.subscribe(self.store.channel)
         subscribed = False
         next_ping = 0.0
+        asked = self._clock()
         while not self._closed:
             now = self._clock()
+            if not subscribed and now - asked > 2 * self.max_staleness:
+                raise _Lost("no subscription confirmation")
             if subscribed and now >= next_ping:
                 token = str(next(self._seq))
                 self._pings[token] = now
