@@ -61,6 +61,9 @@ __all__ = ["Gateway", "Routes", "build_routes", "load_lock", "lock_path", "redis
 
 logger = logging.getLogger("mcps.gateway")
 
+REVOCATION_STARTUP_WAIT = 2.0
+"""Seconds :meth:`Gateway.open` waits for the revocation mirror to be current before it returns anyway."""
+
 
 def lock_path(config: GatewayConfig) -> Path:
     """The gateway's tool pins: ``mcps.lock`` beside its configuration file."""
@@ -120,6 +123,8 @@ class Gateway:
         if start is not None:  # the revocation mirror: follow the change feed from now on
             raw_revocations.on_state = lambda up: metrics.revocation_feed_up.set(1 if up else 0)  # type: ignore[attr-defined]
             await start()
+            with contextlib.suppress(McpsError):  # serve with a current mirror when Redis answers (else: /readyz)
+                await raw_revocations.sync(within=REVOCATION_STARTUP_WAIT)  # type: ignore[attr-defined]
         raw_audit = _audit_log(config)
         closers.append(raw_audit.aclose)
         nonces = CountedNonceStore(raw_nonces, metrics)
@@ -162,7 +167,7 @@ class Gateway:
             elif phase == "shutdown":
                 await keeper.stop_all()
 
-        pins = _session_pins(config)
+        pins = _session_pins(config, metrics)
         closers.append(pins.aclose)
         front = GatewayFront(
             relay,
@@ -274,13 +279,17 @@ def _stores(config: GatewayConfig) -> tuple[NonceStore, RevocationStore, Counter
     )
 
 
-def _session_pins(config: GatewayConfig) -> SessionPins:
+def _session_pins(config: GatewayConfig, metrics: GatewayMetrics) -> SessionPins:
     if config.redis_url is None:
         return SessionPins()
     from mcps.gateway.sessions import RedisSessionPins  # noqa: PLC0415 - only with Redis configured
     from mcps.stores.redis_nonces import fail_fast_client  # noqa: PLC0415
 
-    return RedisSessionPins(fail_fast_client(config.redis_url), prefix=redis_namespace(config))
+    return RedisSessionPins(
+        fail_fast_client(config.redis_url),
+        prefix=redis_namespace(config),
+        on_error=lambda: metrics.store_error("session"),
+    )
 
 
 def _audit_log(config: GatewayConfig) -> AuditLog:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import redis.asyncio
@@ -69,10 +70,23 @@ class RedisSessionPins(SessionPins):
     """Session pins in Redis under ``prefix`` (the gateway's namespace), kept ``ttl`` seconds after the session
     opened. Owns ``client``."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str, ttl: int = DEFAULT_SESSION_TTL) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        prefix: str,
+        ttl: int = DEFAULT_SESSION_TTL,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self.prefix = prefix
         self.ttl = ttl
+        self._on_error = on_error
+
+    def _unavailable(self, exc: BaseException) -> McpsError:
+        if self._on_error is not None:
+            self._on_error()
+        return McpsError(ErrorCode.STORE_UNAVAILABLE, detail=f"session pins: {type(exc).__name__}")
 
     def key(self, upstream: str, session_id: str) -> str:
         digest = b64u_encode(hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).digest())
@@ -83,13 +97,13 @@ class RedisSessionPins(SessionPins):
         try:
             await self._client.set(self.key(upstream, session_id), value, ex=self.ttl)
         except (RedisError, OSError) as exc:
-            raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail=f"session pins: {type(exc).__name__}") from exc
+            raise self._unavailable(exc) from exc
 
     async def get(self, upstream: str, session_id: str) -> Session | None:
         try:
             raw = await self._client.get(self.key(upstream, session_id))
         except (RedisError, OSError) as exc:
-            raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail=f"session pins: {type(exc).__name__}") from exc
+            raise self._unavailable(exc) from exc
         if raw is None:
             return None
         try:
@@ -105,7 +119,7 @@ class RedisSessionPins(SessionPins):
         try:
             await self._client.delete(self.key(upstream, session_id))
         except (RedisError, OSError) as exc:
-            raise McpsError(ErrorCode.STORE_UNAVAILABLE, detail=f"session pins: {type(exc).__name__}") from exc
+            raise self._unavailable(exc) from exc
 
     async def aclose(self) -> None:
         await self._client.aclose()
