@@ -1,13 +1,16 @@
-"""One contract for every RevocationStore backend: memory, SQLite (a file) and Redis (the real server).
+"""One contract for every RevocationStore backend: memory, SQLite (a file), Redis (the real server), and the
+mirror of a Redis store kept current by its change feed (``CachedRevocationStore``).
 
 "Another process" is a second store instance on the same state: the same object for memory, a second connection
-to the same file for SQLite, a second client for Redis. The kill switch must be seen by it on the next lookup.
+to the same file for SQLite, a second client for Redis, a second mirror with its own subscription. The kill switch
+must be seen by it on the next lookup — for a mirror, once its change feed has delivered the announcement
+(``settle``: ``CachedRevocationStore.sync``, which waits for a ``PING`` answer, not for time).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from mcps.identity.revocation import (
     RevocationKind,
     RevocationStore,
 )
+from mcps.stores.revocation_cache import CachedRevocationStore
 from mcps.stores.revocation_redis import RedisRevocationStore
 from mcps.stores.revocation_sqlite import SqliteRevocationStore
 
@@ -32,19 +36,39 @@ SUB = RevocationKey.local("sub", "agent:with:colons")
 SCOPED = RevocationKey(ANCHOR.kid, RevocationKind.SUB, "agent-1")
 
 
+async def _nothing(store: RevocationStore) -> None:
+    return None
+
+
+async def _caught_up(store: RevocationStore) -> None:
+    assert isinstance(store, CachedRevocationStore)
+    await store.sync()
+
+
 @dataclass
 class Backend:
     name: str
     _open: Callable[[], RevocationStore]
+    settle: Callable[[RevocationStore], Awaitable[None]] = _nothing
     opened: list[RevocationStore] = field(default_factory=list)
 
-    def open(self) -> RevocationStore:
+    async def open(self) -> RevocationStore:
         store = self._open()
         self.opened.append(store)
+        if isinstance(store, CachedRevocationStore):
+            await store.start()
+            await store.sync()
         return store
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cached", marks=pytest.mark.redis),
+    ]
+)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     cleanup: Callable[[], None] = lambda: None  # noqa: E731
     if request.param == "memory":
@@ -64,7 +88,14 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
                 admin.delete(*keys)
             admin.close()
 
-        made = Backend("redis", lambda: RedisRevocationStore.from_url(url, prefix=prefix))
+        if request.param == "redis":
+            made = Backend("redis", lambda: RedisRevocationStore.from_url(url, prefix=prefix))
+        else:
+            made = Backend(
+                "redis-cached",
+                lambda: CachedRevocationStore(RedisRevocationStore.from_url(url, prefix=prefix)),
+                settle=_caught_up,
+            )
     yield made
     for store in made.opened:
         await store.aclose()
@@ -72,14 +103,14 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 async def test_nothing_is_revoked_at_first(backend: Backend) -> None:
-    store = backend.open()
+    store = await backend.open()
     assert isinstance(store, RevocationStore)
     assert await store.is_revoked([JTI, SUB, SCOPED], now=NOW) is False
     assert await store.is_revoked([], now=NOW) is False
 
 
 async def test_revoked_entries_are_found_among_others(backend: Backend) -> None:
-    store = backend.open()
+    store = await backend.open()
     await store.revoke(SUB, now=NOW)
     assert await store.is_revoked([JTI, SUB], now=NOW) is True
     assert await store.is_revoked([JTI], now=NOW) is False
@@ -89,14 +120,15 @@ async def test_revoked_entries_are_found_among_others(backend: Backend) -> None:
 
 
 async def test_another_process_sees_a_revocation_on_its_next_lookup(backend: Backend) -> None:
-    verifier_side, admin_side = backend.open(), backend.open()
+    verifier_side, admin_side = await backend.open(), await backend.open()
     assert await verifier_side.is_revoked([SCOPED], now=NOW) is False
     await admin_side.revoke(SCOPED, now=NOW)
+    await backend.settle(verifier_side)
     assert await verifier_side.is_revoked([SCOPED], now=NOW) is True
 
 
 async def test_entries_with_until_expire_and_never_shorten(backend: Backend) -> None:
-    store = backend.open()
+    store = await backend.open()
     far = 4_000_000_000  # the Redis server's own clock decides expiry there, so use a time it has not reached
     await store.revoke(JTI, until=far, now=NOW)
     assert await store.is_revoked([JTI], now=NOW) is True
@@ -109,13 +141,18 @@ async def test_entries_with_until_expire_and_never_shorten(backend: Backend) -> 
     await store.revoke(SUB, until=far, now=NOW)  # a permanent entry stays permanent
     if backend.name != "redis":
         assert await store.is_revoked([SUB], now=far + 1) is True
-    else:
+    if backend.name == "redis-cached":  # and a mirror built afresh from the store agrees
+        fresh = await backend.open()
+        assert await fresh.is_revoked([JTI], now=far - 50) is True
+        assert await fresh.is_revoked([JTI], now=far) is False
+        assert await fresh.is_revoked([SUB], now=far + 1) is True
+    if backend.name == "redis":
         assert isinstance(store, RedisRevocationStore)
         assert await store._client.ttl(store.key(SUB)) == -1
 
 
 async def test_a_closed_store_refuses_with_mcps_030(backend: Backend) -> None:
-    store = backend.open()
+    store = await backend.open()
     await store.aclose()
     with pytest.raises(McpsError) as caught:
         await store.is_revoked([JTI], now=NOW)

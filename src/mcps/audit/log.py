@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,8 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._full = asyncio.Event()
+        self.on_batch: Callable[[int, float], None] | None = None
+        """Called after each committed batch with its size and the seconds its transaction took (metrics)."""
 
     async def submit(self, event: AuditEvent) -> Receipt:
         if self._closed:
@@ -245,7 +248,10 @@ class GroupCommitter:
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             try:
+                started = time.perf_counter()
                 receipts = await asyncio.to_thread(self._commit, [event for event, _ in batch])
+                if self.on_batch is not None:
+                    self.on_batch(len(batch), time.perf_counter() - started)
             except McpsError as exc:
                 for _, future in batch:
                     if not future.done():

@@ -186,6 +186,10 @@ class SqlAuditLog:
     async def append(self, event: AuditEvent) -> Receipt:
         return await self._committer.submit(event)
 
+    def observe_batches(self, callback: Callable[[int, float], None] | None) -> None:
+        """Call ``callback(size, seconds)`` after each committed batch (metrics); ``None`` stops."""
+        self._committer.on_batch = callback
+
     async def checkpoint(self) -> Checkpoint:
         return await asyncio.to_thread(self.latest_checkpoint)
 

@@ -39,13 +39,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     commands = parser.add_subparsers(title="gateway commands", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="serve the gateway", description="Serve the gateway until interrupted.")
+    run = commands.add_parser(
+        "run",
+        help="serve the gateway",
+        description=(
+            "Serve the gateway until SIGTERM or SIGINT (graceful: calls in flight finish within shutdown_timeout, "
+            "the audit log is flushed, stdio upstreams are ended; exit 0). SIGHUP reloads the policy, tool pins, "
+            "agents and upstreams without dropping a call; a bad file is refused and logged, the old one kept. "
+            "Also served: /healthz, /readyz and /metrics (Prometheus)."
+        ),
+    )
     run.add_argument("--config", required=True, type=Path, metavar="FILE", help="the gateway's TOML configuration")
     run.add_argument("--port", type=int, help="listen on this port instead of the configured one (0: any free port)")
     run.add_argument(
         "--stdio",
         metavar="UPSTREAM",
         help="serve this upstream on stdin/stdout (for clients that start a command) instead of listening",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object per line, with the request id and trace context (default text)",
     )
     run.set_defaults(handler=_run)
 
@@ -95,32 +110,32 @@ def _load(path: Path) -> GatewayConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415 - the server is only needed to run
-
+    from mcps.gateway.logs import configure_logging  # noqa: PLC0415 - only needed to run
     from mcps.gateway.runtime import Gateway  # noqa: PLC0415
+    from mcps.gateway.serve import serve_gateway  # noqa: PLC0415
 
     config = _load(args.config)
     if args.stdio is not None and args.stdio not in config.upstreams:
         raise UsageError(f"no upstream named {args.stdio!r} in {args.config}")
-    # Logs go to stderr: with --stdio, stdout carries MCP.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_format)  # to stderr: with --stdio, stdout carries MCP
+    logger = logging.getLogger("mcps.gateway")
+
+    def started(port: int) -> None:
+        logger.info("mcps gateway %s listening on http://%s:%d", config.identity, config.host, port)
 
     async def serve() -> None:
         gateway = await Gateway.open(config)
-        try:
-            if args.stdio is not None:
-                from mcps.gateway.stdio_front import bridge_stdio, serving_on_loopback  # noqa: PLC0415
+        if args.stdio is not None:
+            from mcps.gateway.stdio_front import bridge_stdio, serving_on_loopback  # noqa: PLC0415
 
+            try:
                 async with serving_on_loopback(gateway.front) as port:
                     await bridge_stdio(f"http://127.0.0.1:{port}/mcp/{args.stdio}", gateway.relay.limits)
-                return
-            port = config.port if args.port is None else args.port
-            server = uvicorn.Server(
-                uvicorn.Config(gateway.front, host=config.host, port=port, lifespan="on", log_level="warning")
-            )
-            await server.serve()
-        finally:
-            await gateway.aclose()
+            finally:
+                await gateway.aclose()
+            return
+        port = config.port if args.port is None else args.port
+        await serve_gateway(gateway, host=config.host, port=port, on_started=started)
 
     try:
         anyio.run(serve)

@@ -96,12 +96,13 @@ def default_store_path() -> Path:
     return Path(state) / "revocations.sqlite3"
 
 
-def open_revocation_store(url: str | None) -> RevocationStore:
-    """A revocation store from a store URL (see the module docstring)."""
+def open_revocation_store(url: str | None, *, redis_prefix: str = "") -> RevocationStore:
+    """A revocation store from a store URL (see the module docstring); ``redis_prefix`` is a deployment's
+    ``redis_prefix`` (the gateway setting), put before the store's keys in Redis."""
     if url is not None and url.startswith(("redis://", "rediss://", "unix://")):
-        from mcps.stores.revocation_redis import RedisRevocationStore  # noqa: PLC0415 - only with a Redis URL
+        from mcps.stores.revocation_redis import DEFAULT_PREFIX, RedisRevocationStore  # noqa: PLC0415 - Redis only
 
-        return RedisRevocationStore.from_url(url)
+        return RedisRevocationStore.from_url(url, prefix=redis_prefix + DEFAULT_PREFIX)
     from mcps.stores.revocation_sqlite import SqliteRevocationStore  # noqa: PLC0415
 
     if url is None:
@@ -241,7 +242,7 @@ def anchors_command(args: argparse.Namespace) -> int:
 async def _revoke(args: argparse.Namespace) -> RevocationKey:
     kind, value = (RevocationKind.SUB, args.sub) if args.sub is not None else (RevocationKind.JTI, args.jti)
     key = RevocationKey.local(kind, value)
-    store = open_revocation_store(args.store)
+    store = open_revocation_store(args.store, redis_prefix=args.redis_prefix)
     try:
         await store.revoke(key, now=time.time())
     finally:
@@ -267,7 +268,7 @@ def revocation_list_issue(args: argparse.Namespace) -> int:
 
 
 async def _apply(args: argparse.Namespace) -> int:
-    store = open_revocation_store(args.store)
+    store = open_revocation_store(args.store, redis_prefix=args.redis_prefix)
     try:
         applied = await apply_revocation_list(
             args.file.read_text(encoding="utf-8").strip(),
@@ -355,6 +356,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     target.add_argument("--sub", metavar="AGENT_ID", help="revoke every passport of this agent id")
     target.add_argument("--jti", metavar="ID", help="revoke the one passport with this id")
     revoke.add_argument("--store", metavar="URL", help="revocation store (default: the local SQLite file)")
+    revoke.add_argument(
+        "--redis-prefix",
+        default="",
+        metavar="PREFIX",
+        help="with a redis:// store: the deployment's redis_prefix (as in gateway.toml)",
+    )
     revoke.set_defaults(handler=revoke_command)
 
     rl = subparsers.add_parser("revocation-list", help="issue or apply issuer-signed revocation lists")
@@ -370,4 +377,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rl_apply.add_argument("file", type=Path, metavar="FILE")
     rl_apply.add_argument("--trust", required=True, type=Path, action="append", metavar="ANCHORS.jwks")
     rl_apply.add_argument("--store", metavar="URL")
+    rl_apply.add_argument("--redis-prefix", default="", metavar="PREFIX", help="the deployment's redis_prefix")
     rl_apply.set_defaults(handler=revocation_list_apply)

@@ -9,6 +9,13 @@
     state_dir = "state"                     # nonces, revocations, counters, audit log, tool pins
     policy = "policy.toml"                  # mcps.policy file (required: no policy, no gateway)
     admit_unsigned = false                  # unsigned clients, as L0 callers (SPEC.md §12.7)
+    # replicas share state: every replica of one deployment names the same servers, prefix, schema and audit key
+    # redis_url = "redis://redis:6379/0"    # nonces, counters, revocations, session pins
+    # redis_prefix = "prod:"                # before every Redis key (deployments sharing one Redis)
+    # postgres_url = "postgresql://…"       # the audit log
+    # postgres_schema = "mcps_audit"        # the log's tables
+    # audit_key = "secrets/audit.pem"       # the log's signing key (default: state_dir/audit.key)
+    shutdown_timeout = 20                   # seconds SIGTERM waits for calls in flight
 
     [agents]
     anchors = ["anchors.jwks"]              # agents with passports from these issuers
@@ -42,6 +49,9 @@ __all__ = ["AgentKeyConfig", "ConfigError", "GatewayConfig", "UpstreamConfig", "
 DEFAULT_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]")
 _NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _LISTEN: Final = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})")
+_REDIS_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
+_SCHEMA: Final = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+DEFAULT_SCHEMA: Final = "mcps_audit"
 
 
 class ConfigError(ValueError):
@@ -104,6 +114,19 @@ class GatewayConfig:
     postgres_url: str | None = None
     max_message_bytes: int = 4 * 1024 * 1024
     log_arguments: bool = False
+    redis_prefix: str = ""
+    """Put before every Redis key and channel the gateway uses, so deployments (and tests) sharing one Redis never
+    collide. Every replica of one deployment uses the same prefix, and ``mcps revoke --redis-prefix`` too."""
+    postgres_schema: str = DEFAULT_SCHEMA
+    audit_key: Path | None = None
+    """The audit log's signing key; ``None``: ``state_dir/audit.key`` (created on first use). Replicas sharing a
+    PostgreSQL log must all load the same key."""
+    shutdown_timeout: float = 20.0
+    """Seconds a SIGTERM waits for calls in flight before it cancels them."""
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key if self.audit_key is not None else self.state_dir / "audit.key"
 
 
 class _Reader:
@@ -212,7 +235,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     gateway.only(
         {
             "identity", "key", "passport", "listen", "state_dir", "policy", "admit_unsigned", "allowed_hosts",
-            "allowed_origins", "redis_url", "postgres_url", "max_message_bytes", "log_arguments",
+            "allowed_origins", "redis_url", "postgres_url", "max_message_bytes", "log_arguments", "redis_prefix",
+            "postgres_schema", "audit_key", "shutdown_timeout",
         }
     )  # fmt: skip
     listen = gateway.string("listen", default="127.0.0.1:8787") or ""
@@ -223,6 +247,12 @@ def load_config(path: str | Path) -> GatewayConfig:
     if len(identity) > 2048:
         raise gateway.error("identity", "must be at most 2048 characters")
     hosts = gateway.strings("allowed_hosts", DEFAULT_HOSTS)
+    redis_prefix = gateway.table.get("redis_prefix", "")
+    if not isinstance(redis_prefix, str) or _REDIS_PREFIX.fullmatch(redis_prefix) is None:
+        raise gateway.error("redis_prefix", "must be at most 64 of A-Z a-z 0-9 _ . : -")
+    schema = gateway.string("postgres_schema", default=DEFAULT_SCHEMA) or DEFAULT_SCHEMA
+    if _SCHEMA.fullmatch(schema) is None:
+        raise gateway.error("postgres_schema", "must be a lower-case SQL identifier (a-z 0-9 _, at most 48)")
     return GatewayConfig(
         path=file,
         identity=identity,
@@ -244,6 +274,10 @@ def load_config(path: str | Path) -> GatewayConfig:
         postgres_url=gateway.string("postgres_url"),
         max_message_bytes=gateway.integer("max_message_bytes", 4 * 1024 * 1024, low=1024, high=64 * 1024 * 1024),
         log_arguments=gateway.boolean("log_arguments", False),
+        redis_prefix=redis_prefix,
+        postgres_schema=schema,
+        audit_key=gateway.path_of("audit_key"),
+        shutdown_timeout=gateway.number("shutdown_timeout", 20.0, low=0.0, high=3600.0),
     )
 
 

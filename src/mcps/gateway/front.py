@@ -12,12 +12,14 @@ rewrites ``Host``), then
 
 The upstream apps are ASGI apps that speak MCP Streamable HTTP for their upstream (a reverse proxy for a URL, an
 adapter for a stdio command). Sessions, event ids and resumption are theirs; the front pins each session to its
-first verified peer. Also served: ``GET /.well-known/mcps-gateway`` (the signed discovery document) and
+first verified peer, and shares the pin with the other replicas (:mod:`mcps.gateway.sessions`) before the client
+learns the session id. Also served: ``GET /.well-known/mcps-gateway`` (the signed discovery document) and
 ``GET /healthz``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections import OrderedDict
@@ -31,6 +33,7 @@ from mcps.core.errors import ErrorCode, McpsError
 from mcps.core.strict import parse_message
 from mcps.gateway.http_upstream import failure_of
 from mcps.gateway.relay import Relay, Route, Session
+from mcps.gateway.sessions import SessionPins
 
 __all__ = ["DEFAULT_MAX_SESSIONS", "GatewayFront", "Upstream"]
 
@@ -70,6 +73,7 @@ class GatewayFront:
         discovery: Callable[[], str],
         on_lifespan: Callable[[str], Awaitable[None]] | None = None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        pins: SessionPins | None = None,
     ) -> None:
         self._relay = relay
         self._upstreams = dict(upstreams)
@@ -79,6 +83,15 @@ class GatewayFront:
         self._on_lifespan = on_lifespan
         self._max_sessions = max_sessions
         self._sessions: dict[str, OrderedDict[str, Session]] = {name: OrderedDict() for name in upstreams}
+        self._pins = pins or SessionPins()
+
+    def reconfigure(self, upstreams: Mapping[str, Upstream], discovery: Callable[[], str]) -> None:
+        """A reload (SIGHUP): requests from now on go to these upstreams; requests under way finish where they are.
+        Session pins of upstreams that remain are kept (their app says whether a session still exists)."""
+        self._upstreams = dict(upstreams)
+        for name in upstreams:  # an upstream removed keeps its (unreachable) table: requests under way may use it
+            self._sessions.setdefault(name, OrderedDict())
+        self._discovery = discovery
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -136,6 +149,14 @@ class GatewayFront:
         method = scope["method"]
         session_id = _header(scope, SESSION_HEADER)
         sessions = self._sessions[upstream.route.name]
+        if method in ("POST", "GET", "DELETE") and session_id is not None and session_id not in sessions:
+            try:  # opened through another replica? (SPEC.md §12.9)
+                shared = await self._pins.get(upstream.route.name, session_id)
+            except McpsError as error:
+                await self._refuse(send, error)
+                return
+            if shared is not None:
+                self._remember(upstream.route.name, session_id, shared)
         if method == "POST":
             session = Session() if session_id is None else sessions.get(session_id)
             if session is None:
@@ -152,6 +173,7 @@ class GatewayFront:
             await relaying.finish()
             if method == "DELETE" and relaying.status is not None and relaying.status < 300:
                 sessions.pop(session_id or "", None)
+                await self._forget(upstream.route.name, session_id or "")
         elif method == "OPTIONS":
             await upstream.app(scope, receive, send)
         else:
@@ -184,22 +206,36 @@ class GatewayFront:
         forward = outcome.forward or {}
         request_id = forward.get("id") if "method" in forward else None
 
-        def opened(status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        async def opened(status: int, headers: list[tuple[bytes, bytes]]) -> None:
             if session_id is not None:
                 if status == 404:
                     self._sessions[route.name].pop(session_id, None)
+                    await self._forget(route.name, session_id)
                 return
             new_id = next((v.decode("latin-1") for k, v in headers if k.lower() == SESSION_HEADER), None)
             if new_id is not None and status < 300:
-                known = self._sessions[route.name]
-                known[new_id] = session
-                while len(known) > self._max_sessions:
-                    known.popitem(last=False)
+                self._remember(route.name, new_id, session)
+                try:  # before the client learns the id, so another replica can find the pin
+                    await self._pins.put(route.name, new_id, session)
+                except McpsError as error:
+                    logger.warning("mcps gateway: session pin not shared (this replica only): %s", error.diagnostics())
 
         encoded = _encode(forward)
         relaying = _RelayingSend(self._relay, route, session, send, request_id=request_id, on_start=opened)
         await upstream.app(_with_length(scope, len(encoded)), _Replay(encoded, receive), relaying)
         await relaying.finish()
+
+    def _remember(self, name: str, session_id: str, session: Session) -> None:
+        known = self._sessions[name]
+        known[session_id] = session
+        while len(known) > self._max_sessions:
+            known.popitem(last=False)
+
+    async def _forget(self, name: str, session_id: str) -> None:
+        try:
+            await self._pins.delete(name, session_id)
+        except McpsError as error:
+            logger.warning("mcps gateway: session pin not removed: %s", error.diagnostics())
 
     async def _refuse(self, send: Send, error: McpsError) -> None:
         logger.warning("mcps gateway refused a POST body: %s", error.diagnostics())
@@ -222,7 +258,7 @@ class _RelayingSend:
         send: Send,
         *,
         request_id: Any,
-        on_start: Callable[[int, list[tuple[bytes, bytes]]], None] | None = None,
+        on_start: Callable[[int, list[tuple[bytes, bytes]]], Awaitable[None] | None] | None = None,
     ) -> None:
         self._relay = relay
         self._route = route
@@ -267,7 +303,9 @@ class _RelayingSend:
         self.status = int(message["status"])
         headers = [(bytes(key), bytes(value)) for key, value in message.get("headers", [])]
         if self._on_start is not None:
-            self._on_start(self.status, headers)
+            started = self._on_start(self.status, headers)
+            if inspect.isawaitable(started):
+                await started
         upstream_error = next((v for k, v in headers if k.lower() == UPSTREAM_ERROR_HEADER), None)
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
         media = content_type.split(b";")[0].strip().lower()

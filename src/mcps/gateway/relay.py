@@ -170,6 +170,16 @@ class Relay:
         self._clock = clock
         self._self_peer_names = frozenset({identity, key.kid})
 
+    def reconfigure(
+        self,
+        *,
+        policy: Policy,
+        visible: Callable[[Principal, str, list[dict[str, Any]]], list[dict[str, Any]]],
+        pinned_agents: Mapping[KeyId, PinnedAgent],
+    ) -> None:
+        """A reload (SIGHUP): messages decided from now on use these; decisions under way finish as they began."""
+        self._policy, self._visible, self._pinned = policy, visible, dict(pinned_agents)
+
     # --- from a client ------------------------------------------------------------------------------------------
 
     async def from_client(self, route: Route, session: Session, message: dict[str, Any]) -> ClientOutcome:

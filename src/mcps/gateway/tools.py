@@ -54,6 +54,20 @@ class UpstreamTools:
         if name in self._blocked:
             raise McpsError(ErrorCode.TOOL_CHANGED, detail=f"{name!r} blocked: {self._blocked[name]}")
 
+    def is_pinned(self, name: object) -> bool:
+        """Whether ``name`` is a tool pinned for this upstream (metrics label only pinned names)."""
+        return isinstance(name, str) and self._pins is not None and name in self._pins.tools
+
+    def reloaded(self, pins: ServerPins | None) -> UpstreamTools:
+        """The same upstream's tools under new pins (a reload): a tool blocked under the old pins stays blocked while
+        its pin is unchanged — the upstream still serves the definition that was caught — and is released when the
+        operator pinned a new one."""
+        fresh = UpstreamTools(self.upstream, pins)
+        old = self._pins.tools if self._pins is not None else {}
+        new = pins.tools if pins is not None else {}
+        fresh._blocked = {name: why for name, why in self._blocked.items() if old.get(name) == new.get(name)}
+        return fresh
+
     def list_changed(self) -> None:
         logger.warning("mcps gateway: upstream %r says its tools changed; the next listing is checked", self.upstream)
 

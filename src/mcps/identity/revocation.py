@@ -9,10 +9,12 @@ passport of one agent); ``scope`` says who revoked it:
   that issuer on a path, so one issuer cannot revoke another's agents.
 
 The verifier asks the store on **every** message, after the nonce (SPEC.md §5 step 10), with every key that
-could revoke any passport on the agent's path (:func:`revocation_keys`). Nothing is cached in between, so a
-revocation written by one process takes effect on the next message in every process that shares the store
-(SQLite file: :mod:`mcps.stores.revocation_sqlite`; Redis: :mod:`mcps.stores.revocation_redis`). A store that
-cannot answer raises MCPS-030 and the message is refused.
+could revoke any passport on the agent's path (:func:`revocation_keys`). The SQLite and Redis stores cache nothing,
+so a revocation written by one process takes effect on the next message in every process that shares the store
+(SQLite file: :mod:`mcps.stores.revocation_sqlite`; Redis: :mod:`mcps.stores.revocation_redis`);
+:mod:`mcps.stores.revocation_cache` mirrors a Redis store in memory, kept current by its change feed, and refuses
+when it cannot be sure it is current (within one second). A store that cannot answer raises MCPS-030 and the
+message is refused.
 
 A revocation list is a compact JWS, ``typ: mcps-revocation+jwt``, signed by a trust anchor, with claims
 ``{iss, iat, exp, jti, revoked: {jti: [...], sub: [...]}}``. :func:`apply_revocation_list` verifies it against the

@@ -2,8 +2,10 @@
 
 * Replay defence (``NonceStore``): :class:`MemoryNonceStore` (one process), :class:`SqliteNonceStore` (the
   processes of one machine), :class:`RedisNonceStore` (replicas).
-* Revocation (``RevocationStore``, the kill switch): :class:`SqliteRevocationStore`, :class:`RedisRevocationStore`;
-  the in-memory one is :class:`mcps.identity.MemoryRevocationStore`.
+* Revocation (``RevocationStore``, the kill switch): :class:`SqliteRevocationStore`, :class:`RedisRevocationStore`,
+  and :class:`CachedRevocationStore` (a local mirror of a Redis store kept current by its change feed: no round
+  trip per message, MCPS-030 when it cannot be sure it is current); the in-memory one is
+  :class:`mcps.identity.MemoryRevocationStore`.
 
 A store that cannot answer raises MCPS-030 and the message is refused. Backends are imported on first use
 (PEP 562): ``import mcps.stores`` does not import redis.
@@ -18,11 +20,13 @@ from mcps.core._exports import lazy_exports as _lazy_exports
 if TYPE_CHECKING:
     from mcps.stores.nonces import MemoryNonceStore, NonceStore
     from mcps.stores.redis_nonces import RedisNonceStore
+    from mcps.stores.revocation_cache import CachedRevocationStore
     from mcps.stores.revocation_redis import RedisRevocationStore
     from mcps.stores.revocation_sqlite import SqliteRevocationStore
     from mcps.stores.sqlite_nonces import SqliteNonceStore
 
 __all__ = [
+    "CachedRevocationStore",
     "MemoryNonceStore",
     "NonceStore",
     "RedisNonceStore",
@@ -35,6 +39,7 @@ if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is s
     __getattr__, __dir__ = _lazy_exports(
         __name__,
         {
+            "CachedRevocationStore": "mcps.stores.revocation_cache",
             "MemoryNonceStore": "mcps.stores.nonces",
             "NonceStore": "mcps.stores.nonces",
             "RedisNonceStore": "mcps.stores.redis_nonces",

@@ -150,6 +150,15 @@ class RedisCounterStore:
         index = int(refused)
         return None if index == 0 else index - 1
 
+    async def ping(self) -> None:
+        """Raise MCPS-030 unless Redis answers (readiness checks)."""
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            raise McpsError(
+                ErrorCode.STORE_UNAVAILABLE, detail=f"redis counter store: {type(exc).__name__}: {exc}"
+            ) from exc
+
     async def aclose(self) -> None:
         self._closed = True
         await self._client.aclose()

@@ -119,5 +119,14 @@ class RedisNonceStore:
             ) from exc
         return created is True
 
+    async def ping(self) -> None:
+        """Raise MCPS-030 unless Redis answers (readiness checks)."""
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            raise McpsError(
+                ErrorCode.STORE_UNAVAILABLE, detail=f"redis nonce store: {type(exc).__name__}: {exc}"
+            ) from exc
+
     async def aclose(self) -> None:
         await self._client.aclose()
