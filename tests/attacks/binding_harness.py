@@ -26,6 +26,13 @@ def outcome(case: Case[Frames], surface: str) -> Outcome:
     return expected.get(surface, expected.get("*"))  # type: ignore[return-value]
 
 
+def awaited_ids(case: Case[Frames], surface: str, attack: Any, live_id: str) -> tuple[str, ...]:
+    """The ids whose answers a run waits for: the liveness call, and a delivered attack's own call (it may be
+    answered after the liveness call: the server handles requests concurrently)."""
+    delivered = isinstance(outcome(case, surface), Delivered) and isinstance(attack.attack_id, str)
+    return (live_id, attack.attack_id) if delivered else (live_id,)
+
+
 def answers(replies: list[dict[str, Any]], request_id: object) -> list[dict[str, Any]]:
     return [reply for reply in replies if "method" not in reply and reply.get("id") == request_id]
 

@@ -20,7 +20,7 @@ from mcps.bindings._sdk import lowlevel_server
 from mcps.bindings.streams import secure_frame_streams
 from mcps.core.tools import sign_tool
 
-from .binding_harness import TIMEOUT, check_answered, check_attack, liveness, parse_line
+from .binding_harness import TIMEOUT, awaited_ids, check_answered, check_attack, liveness, parse_line
 from .cases_bindings import CLIENT_CASES, FRAME_CASES, Answer, Frames, frame
 from .cases_tools import tool
 from .corpus import CANARY, Case, assert_no_canary, case_params
@@ -68,14 +68,16 @@ class Lines:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return parse_line(line)
 
-    async def until_answered(self, request_id: str) -> list[dict[str, Any]]:
-        seen = []
+    async def until_answered(self, *request_ids: str) -> list[dict[str, Any]]:
+        seen, waiting = [], set(request_ids)
         with anyio.fail_after(TIMEOUT):
             while True:
                 line = await self.next()
                 seen.append(line)
-                if "method" not in line and line.get("id") == request_id:
-                    return seen
+                if "method" not in line and line.get("id") in waiting:
+                    waiting.discard(line["id"])
+                    if not waiting:
+                        return seen
 
 
 @asynccontextmanager
@@ -116,7 +118,8 @@ async def test_sdk_server_attack(case: Case[Frames]) -> None:
                 await stdout.until_answered(attack.call_id)
         live_id, live = liveness()
         await stdin.write(last + b"\n" + live + b"\n")
-        check_attack(case, "sdk", attack, await stdout.until_answered(live_id), live_id)
+        replies = await stdout.until_answered(*awaited_ids(case, "sdk", attack, live_id))
+        check_attack(case, "sdk", attack, replies, live_id)
 
 
 # --- the agent side ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import pytest
 
-from .binding_harness import TIMEOUT, check_answered, check_attack, liveness, parse_line
+from .binding_harness import TIMEOUT, awaited_ids, check_answered, check_attack, liveness, parse_line
 from .cases_bindings import FRAME_CASES, Frames
 from .corpus import Case, case_params
 from .pki import NOW
@@ -54,19 +54,21 @@ class StdioServer:
         self.process.stdin.write(raw + b"\n")
         self.process.stdin.flush()
 
-    def until_answered(self, request_id: str) -> list[dict[str, Any]]:
-        """Every line the server writes until the answer to ``request_id`` (fails if it stops or stays silent)."""
-        seen = []
+    def until_answered(self, *request_ids: str) -> list[dict[str, Any]]:
+        """Every line the server writes until the answers to ``request_ids`` (fails if it stops or stays silent)."""
+        seen, waiting = [], set(request_ids)
         while True:
             try:
                 line = self._lines.get(timeout=TIMEOUT)
             except queue.Empty:
-                pytest.fail(f"no answer to {request_id} within {TIMEOUT} s; got {seen}")
+                pytest.fail(f"no answer to {sorted(waiting)} within {TIMEOUT} s; got {seen}")
             if line is None:
                 pytest.fail(f"the server stopped (exit {self.process.wait()}); got {seen}")
             seen.append(line)
-            if "method" not in line and line.get("id") == request_id:
-                return seen
+            if "method" not in line and line.get("id") in waiting:
+                waiting.discard(line["id"])
+                if not waiting:
+                    return seen
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -116,4 +118,4 @@ def test_stdio_attack(case: Case[Frames], server: StdioServer) -> None:
             server.until_answered(attack.call_id)
     server.send(last)
     server.send(live)
-    check_attack(case, "stdio", attack, server.until_answered(live_id), live_id)
+    check_attack(case, "stdio", attack, server.until_answered(*awaited_ids(case, "stdio", attack, live_id)), live_id)
